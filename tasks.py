@@ -1,0 +1,32 @@
+"""The OCTO backend runbook as invoke tasks: `inv --list` shows them all.
+
+This file only assembles the collection; each runbook section lives in its
+own module under tasks/.
+"""
+
+from pathlib import Path
+
+# invoke imports this file as the module `tasks`, which would hide the
+# tasks/ folder beside it. Naming that folder as this module's package path
+# makes `tasks` one package for invoke and pytest alike, so `tasks.deploy`
+# is the same module however it is imported. (tasks/ has no __init__.py on
+# purpose: with one, pytest would import the folder and invoke this file.)
+__path__ = [str(Path(__file__).with_name("tasks"))]
+
+from invoke import Collection  # noqa: E402
+
+from tasks import (  # noqa: E402
+    auth,
+    deploy,
+    preflight,
+    release,
+    secrets,
+    verify,
+)
+
+ns = Collection()
+ns.add_task(preflight.preflight)
+for module in (auth, secrets, deploy, verify, release):
+    ns.add_collection(Collection.from_module(module))
+# Every flyctl call passes its own timeout; this is invoke's default echo style.
+ns.configure({"run": {"echo_format": "\033[1;37m$ {command}\033[0m"}})

@@ -1,0 +1,122 @@
+"""Sections 4 and 5: deploy the API and the worker to Fly.io."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from invoke import task
+
+from tasks import checks, flyctl, ui
+from tasks.errors import FlyctlError, OctoError, task_boundary
+from tasks.session import Session, open_session
+from tasks.settings import AppSettings
+
+IMAGE_HELP = (
+    "Deploy this pre-built image ref instead of building "
+    "(e.g. registry.fly.io/<app>:deployment-...)"
+)
+YES_HELP = "Deploy without asking first (for CI)"
+DRY_RUN_HELP = "Show the deploy command and the release it replaces; change nothing"
+
+
+@dataclass(frozen=True)
+class DeployRecord:
+    """One app's release before and after a deploy."""
+
+    app: AppSettings
+    before: checks.Release | None
+    after: checks.Release | None
+
+
+@task(help={"image": IMAGE_HELP, "yes": YES_HELP, "dry_run": DRY_RUN_HELP})
+def api(c, image="", yes=False, dry_run=False):
+    """
+    Deploy the API app with fly.toml (runbook section 4).
+
+    Streams flyctl's output and prints the release version and image before
+    and after. Verify afterwards with `inv verify.api`.
+    """
+    _deploy_task(c, "api", image, yes, dry_run)
+
+
+@task(help={"image": IMAGE_HELP, "yes": YES_HELP, "dry_run": DRY_RUN_HELP})
+def worker(c, image="", yes=False, dry_run=False):
+    """
+    Deploy the worker app with fly.worker.toml (runbook section 5).
+
+    Streams flyctl's output and prints the release version and image before
+    and after. Verify afterwards with `inv verify.worker`.
+    """
+    _deploy_task(c, "worker", image, yes, dry_run)
+
+
+@task(
+    help={
+        "app": "Key of the app under octo.apps in invoke.yaml (e.g. scheduler)",
+        "image": IMAGE_HELP,
+        "yes": YES_HELP,
+        "dry_run": DRY_RUN_HELP,
+    }
+)
+def app(c, app, image="", yes=False, dry_run=False):
+    """
+    Deploy any configured app by its key, e.g. a scheduler.
+
+    The same as deploy.api and deploy.worker for apps added to invoke.yaml.
+    """
+    _deploy_task(c, app, image, yes, dry_run)
+
+
+def _deploy_task(c, key: str, image: str, yes: bool, dry_run: bool) -> None:
+    with task_boundary(f"deploy.{key}"):
+        session = open_session(c, dry_run=dry_run)
+        target = session.settings.app(key)
+        if not dry_run and not ui.confirm(
+            f"Deploy {target.name} to production?", yes=yes
+        ):
+            raise OctoError("not confirmed; nothing was deployed")
+        deploy_app(session, target, image=image)
+        ui.done(f"deploy.{key}", session.started)
+
+
+def current_release(session: Session, app: AppSettings) -> checks.Release | None:
+    """The newest release of APP, or None for an app never deployed."""
+    data = session.fly.read_json(flyctl.releases(app.name), app=app.name)
+    try:
+        releases = checks.parse_releases(data)
+    except checks.ParseError as exc:
+        raise OctoError(
+            f"releases of {app.name} have an unknown shape: {exc}"
+        ) from None
+    return releases[0] if releases else None
+
+
+def deploy_app(session: Session, app: AppSettings, *, image: str = "") -> DeployRecord:
+    """Deploy APP and return its release before and after.
+
+    Raise naming the release it was on, so the operator knows what to roll
+    back to.
+    """
+    ui.step(f"Deploying {app.label} with {app.config.name}")
+    session.fly_config(app)  # a missing or broken config fails before flyctl runs
+    before = current_release(session, app) if session.fly.available else None
+    if before:
+        ui.ok(f"{app.name} now runs v{before.version}", before.image or "image unknown")
+    args = flyctl.deploy(app.name, app.config, image=image)
+    try:
+        result = session.fly.change(args, app=app.name)
+    except FlyctlError as exc:
+        back = (
+            f"flyctl deploy --app {app.name} --config {app.config.name} "
+            f"--image {before.image}"
+            if before and before.image
+            else f"flyctl releases --app {app.name} --image"
+        )
+        exc.next_command = back
+        raise
+    if result is None:
+        return DeployRecord(app, before, None)
+    after = checks.parse_release_line(result.stdout) or current_release(session, app)
+    if after:
+        ui.ok(f"{app.name} deployed v{after.version}", after.image)
+    return DeployRecord(app, before, after)

@@ -1,0 +1,140 @@
+"""The whole release: check, deploy and verify every app, in order."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from invoke import task
+
+from tasks import auth, deploy, preflight, secrets, ui, verify
+from tasks.errors import OctoError, task_boundary
+from tasks.session import Session, open_session
+
+
+@dataclass
+class StepResult:
+    step: str
+    result: str  # ok, failed, skipped, planned
+    seconds: float
+    evidence: str = ""
+
+
+class StepFailed(Exception):
+    def __init__(self, step: str, error: OctoError) -> None:
+        super().__init__(step)
+        self.step = step
+        self.error = error
+
+
+@dataclass
+class Pipeline:
+    """Runs named steps in order, timing each; the first failure stops it."""
+
+    session: Session
+    results: list[StepResult] = field(default_factory=list)
+
+    def run(self, step: str, action: Callable[[], Any], evidence: str = "") -> Any:
+        started = time.monotonic()
+        try:
+            value = action()
+        except OctoError as exc:
+            self.results.append(
+                StepResult(step, "failed", time.monotonic() - started, exc.message)
+            )
+            raise StepFailed(step, exc) from None
+        outcome = (
+            "planned"
+            if self.session.dry_run and step.startswith(("deploy", "verify"))
+            else "ok"
+        )
+        self.results.append(
+            StepResult(step, outcome, time.monotonic() - started, evidence)
+        )
+        return value
+
+    def skip(self, step: str, reason: str) -> None:
+        ui.skip(step, reason)
+        self.results.append(StepResult(step, "skipped", 0.0, reason))
+
+    def summary(self) -> None:
+        ui.table(
+            "release summary",
+            ["step", "result", "duration", "evidence"],
+            [
+                (r.step, r.result, f"{r.seconds:.1f} s", r.evidence)
+                for r in self.results
+            ],
+        )
+
+
+@task(
+    default=True,
+    help={
+        "yes": "Release without asking first (for CI)",
+        "dry_run": "Run the read-only checks and print every command a release "
+        "would run, in order; change nothing (works without flyctl)",
+    },
+)
+def run(c, yes=False, dry_run=False):
+    """
+    Release the backend: check, deploy and verify each app in turn.
+
+    Runs preflight, auth.check and secrets.check, then deploys and verifies
+    the API and then the worker. Stops at the first failure, naming the step
+    and the next command, and ends with a summary table.
+    """
+    with task_boundary("release"):
+        if not dry_run and not yes:
+            ui.require_terminal("release asks before deploying to production")
+        session = open_session(c, dry_run=dry_run)
+        pipeline = Pipeline(session)
+        try:
+            release_apps(session, pipeline, yes=yes)
+        except StepFailed as failed:
+            pipeline.summary()
+            raise OctoError(
+                f"step {failed.step} failed; nothing after it ran\n  "
+                + failed.error.render().replace("\n", "\n  ")
+            ) from None
+        pipeline.summary()
+        verb = "planned (dry run, nothing changed)" if dry_run else "released"
+        ui.ok(f"{', '.join(a.name for a in session.settings.apps)} {verb}")
+        ui.done("release", session.started)
+
+
+def release_apps(session: Session, pipeline: Pipeline, *, yes: bool) -> None:
+    """Every step of a release; raise `StepFailed` at the first failure."""
+    apps = session.settings.apps
+    pipeline.run("preflight", lambda: preflight.check(session))
+    if session.fly.available:
+        pipeline.run("auth.check", lambda: auth.check_access(session))
+        pipeline.run("secrets.check", lambda: secrets.check_names(session))
+    else:
+        pipeline.skip("auth.check", "flyctl not found (dry run)")
+        pipeline.skip("secrets.check", "flyctl not found (dry run)")
+
+    if not session.dry_run:
+        names = ", ".join(a.name for a in apps)
+        if not ui.confirm(f"Deploy {names} to production?", yes=yes):
+            raise OctoError("not confirmed; nothing was deployed")
+
+    for app in apps:
+        record = pipeline.run(
+            f"deploy.{app.key}", lambda app=app: deploy.deploy_app(session, app)
+        )
+        expected = record.after.version if record.after else None
+        pipeline.run(
+            f"verify.{app.key}",
+            lambda app=app, expected=expected: verify.verify_app(
+                session, app, expected
+            ),
+            evidence=f"v{expected}" if expected else "",
+        )
+        if record.after:
+            pipeline.results[-2].evidence = (
+                f"v{record.before.version if record.before else '-'} -> "
+                f"v{record.after.version} {record.after.image}"
+            )

@@ -1,0 +1,290 @@
+"""The one place that runs flyctl.
+
+Reads run hidden, bounded by a timeout, and are parsed; commands that change
+production are echoed and stream their output live. Log streams are read as
+they arrive and stopped at a deadline. Secrets reach flyctl on standard
+input only, never in its arguments.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from tasks import flyctl
+from tasks.diagnose import diagnose
+from tasks.errors import FlyctlError, FlyctlMissing, FlyctlTimeout, OctoError
+
+if TYPE_CHECKING:
+    from invoke import Context
+    from invoke.runners import Result
+
+    from tasks.settings import Settings
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = (
+    "install flyctl: in PowerShell `iwr https://fly.io/install.ps1 -useb | iex`, "
+    "on Linux or macOS `curl -L https://fly.io/install.sh | sh`, then open a new "
+    "terminal; or set octo.flyctl in invoke.yaml to its full path"
+)
+TOKEN_VARIABLES = ("FLY_ACCESS_TOKEN", "FLY_API_TOKEN")
+WINDOWS = sys.platform == "win32"
+
+
+def find_flyctl(configured: str) -> str | None:
+    """The flyctl executable: the configured path, else flyctl or fly on PATH."""
+    if configured:
+        found = shutil.which(configured)
+        return found
+    # shutil.which adds .exe (PATHEXT) on Windows.
+    return shutil.which("flyctl") or shutil.which("fly")
+
+
+def child_environment(
+    environ: Mapping[str, str], dotenv_tokens: Mapping[str, str]
+) -> dict[str, str]:
+    """The environment flyctl runs with.
+
+    flyctl takes the first token variable that is *set*, even when empty, so
+    an empty FLY_ACCESS_TOKEN would hide a good FLY_API_TOKEN: empty ones are
+    removed. Tokens from `.env` fill in only what the environment lacks.
+    """
+    env = dict(environ)
+    for name in TOKEN_VARIABLES:
+        if name in env and not env[name].strip():
+            del env[name]
+        if name not in env and dotenv_tokens.get(name):
+            env[name] = dotenv_tokens[name]
+    # FLY_JSON would turn every table into JSON behind our back.
+    env.pop("FLY_JSON", None)
+    env["FLY_NO_UPDATE_CHECK"] = "1"
+    env["NO_COLOR"] = "1"
+    # One compact line naming the new release version and image (v0.4.56+).
+    env["FLY_EMIT_RELEASE_JSON"] = "1"
+    return env
+
+
+def empty_token_variables(environ: Mapping[str, str]) -> list[str]:
+    return [n for n in TOKEN_VARIABLES if n in environ and not environ[n].strip()]
+
+
+def last_error_lines(stderr: str, limit: int = 3) -> str:
+    """The `Error:` line flyctl ends with, or the last lines of stderr."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.lower().startswith("error")]
+    picked = errors[-1:] if errors else lines[-limit:]
+    return " / ".join(picked)
+
+
+class Flyctl:
+    """flyctl bound to one task's invoke context and settings."""
+
+    def __init__(self, c: Context, settings: Settings, *, dry_run: bool = False):
+        self.c = c
+        self.settings = settings
+        self.dry_run = dry_run
+        self.program = find_flyctl(settings.flyctl)
+        tokens = {n: v.reveal() for n in TOKEN_VARIABLES if (v := settings.value(n))}
+        self.env = child_environment(os.environ, tokens)
+
+    @property
+    def available(self) -> bool:
+        return self.program is not None
+
+    def require(self) -> str:
+        if self.program is None:
+            where = self.settings.flyctl or "flyctl or fly on PATH"
+            raise FlyctlMissing(f"flyctl not found ({where}); {INSTALL_HINT}")
+        return self.program
+
+    def display(self, args: list[str]) -> str:
+        """The command as an operator would type it."""
+        return flyctl.render("flyctl", args, windows=WINDOWS)
+
+    def read(self, args: list[str], *, app: str = "", timeout: float = 0) -> str:
+        """Run a read-only command hidden and return its standard output."""
+        program = self.require()
+        timeout = timeout or self.settings.timeouts.command
+        result = self._run(program, args, hide=True, timeout=timeout)
+        self._raise_for(result, args, app)
+        return result.stdout
+
+    def read_json(self, args: list[str], *, app: str = "", timeout: float = 0) -> Any:
+        text = self.read(args, app=app, timeout=timeout)
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            sample = text.strip().splitlines()[:1]
+            raise OctoError(
+                f"`{self.display(args)}` printed something that is not JSON "
+                f"(first line: {sample[0][:120] if sample else 'nothing'!r}); "
+                "check `flyctl version` (0.4.x expected) and that FLY_JSON is unset"
+            ) from None
+
+    def change(
+        self,
+        args: list[str],
+        *,
+        app: str = "",
+        timeout: float = 0,
+        stdin: str | None = None,
+        quiet: bool = False,
+    ) -> Result | None:
+        """Run a command that changes production, echoed and streamed.
+
+        Under a dry run it is only shown, and None is returned. `stdin` (for
+        secrets) is fed to the process and its output hidden with it.
+        """
+        if self.dry_run:
+            from tasks import ui
+
+            ui.plan(self.display(args) + (" < (values on stdin)" if stdin else ""))
+            return None
+        program = self.require()
+        timeout = timeout or self.settings.timeouts.deploy
+        result = self._run(
+            program,
+            args,
+            hide=quiet or stdin is not None,
+            echo=True,
+            timeout=timeout,
+            in_stream=io.StringIO(stdin) if stdin is not None else None,
+        )
+        self._raise_for(result, args, app)
+        return result
+
+    def stream(self, args: list[str], *, app: str, deadline: float) -> Iterator[dict]:
+        """JSON objects from a long-running command until DEADLINE.
+
+        `flyctl logs --json` prints 4-space-indented objects back to back; an
+        object is framed by a `{` line and a `}` line. The process is killed
+        when the caller stops iterating or the deadline passes.
+        """
+        program = self.require()
+        log.debug("streaming %s", self.display(args))
+        process = subprocess.Popen(
+            [program, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=self.env,
+            encoding="utf-8",
+            errors="replace",
+        )
+        lines: queue.Queue[str | None] = queue.Queue()
+        stderr_chunks: list[str] = []
+        threading.Thread(
+            target=_pump, args=(process.stdout, lines), daemon=True
+        ).start()
+        threading.Thread(
+            target=lambda: stderr_chunks.append(process.stderr.read()), daemon=True
+        ).start()
+        try:
+            yield from _decode_objects(lines, deadline)
+            if process.poll() is None:
+                return
+            process.wait(timeout=5)
+            if process.returncode != 0:
+                time.sleep(0.05)  # let the stderr reader finish its last read
+                stderr = "".join(stderr_chunks)
+                raise self._error(args, app, process.returncode, stderr)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+    def _run(self, program: str, args: list[str], **kwargs: Any) -> Result:
+        from invoke.exceptions import CommandTimedOut
+
+        command = flyctl.render(program, args, windows=WINDOWS)
+        log.debug("running %s", command)
+        kwargs.setdefault("in_stream", False)
+        if kwargs["in_stream"] is None:
+            kwargs["in_stream"] = False
+        try:
+            return self.c.run(
+                command,
+                warn=True,
+                env=self.env,
+                replace_env=True,
+                encoding="utf-8",
+                pty=False,
+                **kwargs,
+            )
+        except CommandTimedOut:
+            raise FlyctlTimeout(
+                f"`{self.display(args)}` did not finish within "
+                f"{kwargs['timeout']:.0f} s and was stopped",
+                command=self.display(args),
+                exit_code=None,
+                stderr_tail="",
+                next_command="check the network and `flyctl status`; raise "
+                "octo.timeouts in invoke.yaml if Fly.io is just slow",
+            ) from None
+
+    def _raise_for(self, result: Result, args: list[str], app: str) -> None:
+        if result.ok:
+            return
+        raise self._error(args, app, result.exited, result.stderr)
+
+    def _error(self, args: list[str], app: str, code: int, stderr: str) -> FlyctlError:
+        return FlyctlError(
+            f"`{self.display(args)}` failed with exit code {code}",
+            command=self.display(args),
+            exit_code=code,
+            stderr_tail=last_error_lines(stderr),
+            diagnoses=diagnose(stderr, "flyctl", app=app),
+        )
+
+
+def _pump(stream: Any, lines: queue.Queue[str | None]) -> None:
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
+def _decode_objects(lines: queue.Queue[str | None], deadline: float) -> Iterator[dict]:
+    chunk: list[str] = []
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        try:
+            line = lines.get(timeout=remaining)
+        except queue.Empty:
+            return
+        if line is None:
+            return
+        stripped = line.rstrip("\r\n")
+        if not chunk and stripped.startswith("{") and stripped.endswith("}"):
+            chunk = [stripped]
+        elif not chunk and stripped == "{":
+            chunk = [stripped]
+            continue
+        elif chunk and stripped != "}":
+            chunk.append(stripped)
+            continue
+        elif chunk:
+            chunk.append(stripped)
+        else:
+            log.debug("skipping stream line outside an object: %r", stripped[:200])
+            continue
+        text, chunk = "\n".join(chunk), []
+        try:
+            entry = json.loads(text)
+        except json.JSONDecodeError:
+            log.debug("skipping an object that does not parse: %r", text[:200])
+            continue
+        if isinstance(entry, dict):
+            yield entry
