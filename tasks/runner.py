@@ -40,6 +40,8 @@ INSTALL_HINT = (
 )
 TOKEN_VARIABLES = ("FLY_ACCESS_TOKEN", "FLY_API_TOKEN")
 WINDOWS = sys.platform == "win32"
+# How often a stream waiting for lines looks at its stop event.
+STOP_CHECK_SECONDS = 0.2
 
 
 def find_flyctl(configured: str) -> str | None:
@@ -164,12 +166,20 @@ class Flyctl:
         self._raise_for(result, args, app)
         return result
 
-    def stream(self, args: list[str], *, app: str, deadline: float) -> Iterator[dict]:
+    def stream(
+        self,
+        args: list[str],
+        *,
+        app: str,
+        deadline: float,
+        stop: threading.Event | None = None,
+    ) -> Iterator[dict]:
         """JSON objects from a long-running command until DEADLINE.
 
         `flyctl logs --json` prints 4-space-indented objects back to back; an
         object is framed by a `{` line and a `}` line. The process is killed
-        when the caller stops iterating or the deadline passes.
+        when the caller stops iterating, the deadline passes or STOP is set
+        (from another thread, which cannot close this generator itself).
         """
         program = self.require()
         log.debug("streaming %s", self.display(args))
@@ -191,8 +201,8 @@ class Flyctl:
             target=lambda: stderr_chunks.append(process.stderr.read()), daemon=True
         ).start()
         try:
-            yield from _decode_objects(lines, deadline)
-            if process.poll() is None:
+            yield from _decode_objects(lines, deadline, stop)
+            if process.poll() is None or (stop is not None and stop.is_set()):
                 return
             process.wait(timeout=5)
             if process.returncode != 0:
@@ -254,16 +264,22 @@ def _pump(stream: Any, lines: queue.Queue[str | None]) -> None:
     lines.put(None)
 
 
-def _decode_objects(lines: queue.Queue[str | None], deadline: float) -> Iterator[dict]:
+def _decode_objects(
+    lines: queue.Queue[str | None],
+    deadline: float,
+    stop: threading.Event | None = None,
+) -> Iterator[dict]:
     chunk: list[str] = []
     while True:
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if remaining <= 0 or (stop is not None and stop.is_set()):
             return
+        if stop is not None:
+            remaining = min(remaining, STOP_CHECK_SECONDS)
         try:
             line = lines.get(timeout=remaining)
         except queue.Empty:
-            return
+            continue
         if line is None:
             return
         stripped = line.rstrip("\r\n")
