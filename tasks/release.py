@@ -9,7 +9,7 @@ from typing import Any
 
 from invoke import task
 
-from tasks import auth, deploy, preflight, secrets, ui, verify
+from tasks import auth, deploy, preflight, secrets, smoke, ui, verify
 from tasks.errors import OctoError, task_boundary
 from tasks.session import Session, open_session
 
@@ -76,15 +76,18 @@ class Pipeline:
         "yes": "Release without asking first (for CI)",
         "dry_run": "Run the read-only checks and print every command a release "
         "would run, in order; change nothing (works without flyctl)",
+        "skip_smoke": "Release without the smoke test that otherwise runs last "
+        "(inv smoke, section 8)",
     },
 )
-def run(c, yes=False, dry_run=False):
+def run(c, yes=False, dry_run=False, skip_smoke=False):
     """
     Release the backend: check, deploy and verify each app in turn.
 
     Runs preflight, auth.check and secrets.check, then deploys and verifies
-    the API and then the worker. Stops at the first failure, naming the step
-    and the next command, and ends with a summary table.
+    the API and then the worker, and ends with the smoke test. Stops at the
+    first failure, naming the step and the next command, and ends with a
+    summary table.
     """
     with task_boundary("release"):
         if not dry_run and not yes:
@@ -92,7 +95,7 @@ def run(c, yes=False, dry_run=False):
         session = open_session(c, dry_run=dry_run)
         pipeline = Pipeline(session)
         try:
-            release_apps(session, pipeline, yes=yes)
+            release_apps(session, pipeline, yes=yes, skip_smoke=skip_smoke)
         except StepFailed as failed:
             pipeline.summary()
             raise OctoError(
@@ -105,9 +108,18 @@ def run(c, yes=False, dry_run=False):
         ui.done("release", session.started)
 
 
-def release_apps(session: Session, pipeline: Pipeline, *, yes: bool) -> None:
+def release_apps(
+    session: Session, pipeline: Pipeline, *, yes: bool, skip_smoke: bool = False
+) -> None:
     """Every step of a release; raise `StepFailed` at the first failure."""
     apps = session.settings.apps
+    # Missing smoke settings stop the release before it changes anything.
+    smoke_plan = None
+    if not skip_smoke:
+        smoke_plan = smoke.prepare(
+            session,
+            next_command="set them, or release without: inv release --skip-smoke",
+        )
     pipeline.run("preflight", lambda: preflight.check(session))
     if session.fly.available:
         pipeline.run("auth.check", lambda: auth.check_access(session))
@@ -138,3 +150,5 @@ def release_apps(session: Session, pipeline: Pipeline, *, yes: bool) -> None:
                 f"v{record.before.version if record.before else '-'} -> "
                 f"v{record.after.version} {record.after.image}"
             )
+
+    smoke.run_in_release(session, pipeline, smoke_plan)

@@ -536,8 +536,8 @@ def follow_job(api: Api, watcher: LogWatcher, plan: Plan, job: judge.Job) -> Non
     worker = plan.worker
     budget = plan.settings.deadline
     ui.step(
-        f"Following job {job.id} via GET /ops/jobs/{job.id} and the logs of "
-        f"{worker.label} (up to {budget:.0f} s)"
+        f"Following job {job.id} through the API and the logs of {worker.label} "
+        f"(up to {budget:.0f} s)"
     )
     trail = judge.WorkerTrail(job.id, worker.poll_pattern)
     verdict, last, waited = wait_for_job(
@@ -559,7 +559,7 @@ def follow_job(api: Api, watcher: LogWatcher, plan: Plan, job: judge.Job) -> Non
             f"the API and the worker's logs agree ({waited:.1f} s)",
         )
         return
-    ui.fail(f"job {job.id}", f"{verdict.problem} ({waited:.1f} s)")
+    ui.fail("document job", f"{verdict.problem} ({waited:.1f} s)")
     if trail.lines:
         ui.detail(f"worker lines for job {job.id}:")
         for line in trail.lines:

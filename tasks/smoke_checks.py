@@ -221,8 +221,8 @@ class Job:
 
     def describe(self) -> str:
         text = self.status
-        if self.attempts is not None:
-            text += f" after {self.attempts} attempt(s)"
+        if self.attempts:
+            text += f" ({self.attempts} attempt(s))"
         if self.last_error:
             text += f", last error: {_snippet(self.last_error)}"
         return text

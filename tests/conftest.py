@@ -280,6 +280,19 @@ def health() -> HealthServer:
     server.server_close()
 
 
+@pytest.fixture
+def smoke_api(fly: FlyDouble):
+    """Supabase Auth and the OCTO API on a local port; jobs feed the double's logs."""
+    from smoke_server import SmokeServer
+
+    server = SmokeServer(fly)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
 @dataclass
 class InvResult:
     code: int
@@ -292,8 +305,13 @@ class InvResult:
 
 
 @pytest.fixture
-def inv(project: Path, fly: FlyDouble, health: HealthServer):
-    """Run the real `inv` in a subprocess, as the operator would."""
+def inv(project: Path, fly: FlyDouble, health: HealthServer, smoke_api):
+    """Run the real `inv` in a subprocess, as the operator would.
+
+    The smoke test's settings point at `smoke_api`, its credentials are in
+    the environment; a None in ENV removes a variable.
+    """
+    import smoke_server
 
     def run(
         *args: str, env: dict | None = None, timeout: float = 120, cwd=None
@@ -313,8 +331,21 @@ def inv(project: Path, fly: FlyDouble, health: HealthServer):
             INVOKE_OCTO_TIMEOUTS_MACHINES="6",
             INVOKE_OCTO_TIMEOUTS_WORKER_LOGS="5",
             INVOKE_OCTO_TIMEOUTS_COMMAND="10",
+            INVOKE_OCTO_SMOKE_API_URL=smoke_api.url,
+            INVOKE_OCTO_SMOKE_ENTITY_ID=smoke_server.ENTITY,
+            INVOKE_OCTO_SMOKE_TEMPLATE_ID=smoke_server.TEMPLATE,
+            INVOKE_OCTO_SMOKE_DEADLINE="5",
+            INVOKE_OCTO_SMOKE_POLL_SECONDS="0.2",
+            SUPABASE_URL=smoke_api.url,
+            SUPABASE_ANON_KEY=smoke_server.ANON_KEY,
+            SMOKE_EMAIL=smoke_server.EMAIL,
+            SMOKE_PASSWORD=smoke_server.PASSWORD,
         )
-        child.update(env or {})
+        for name, value in (env or {}).items():
+            if value is None:
+                child.pop(name, None)
+            else:
+                child[name] = value
         completed = subprocess.run(
             [sys.executable, "-m", "invoke", *args],
             cwd=cwd or project,

@@ -186,7 +186,7 @@ def test_job_of_reads_status_error_and_attempts():
 
     assert problem is None
     assert job == judge.Job("j-1", "dead", "boom", 10)
-    assert job.describe() == "dead after 10 attempt(s), last error: boom"
+    assert job.describe() == "dead (10 attempt(s)), last error: boom"
 
 
 def test_job_of_refuses_an_unknown_status():
@@ -346,7 +346,7 @@ def test_judge_job_ends_at_once_on_a_dead_job():
 
     assert verdict.finished
     assert verdict.problem == (
-        "job j-1 ended dead after 10 attempt(s), last error: openai: 401 invalid_api_key"
+        "job j-1 ended dead (10 attempt(s)), last error: openai: 401 invalid_api_key"
     )
 
 
