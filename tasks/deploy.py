@@ -31,7 +31,7 @@ class DeployRecord:
 @task(help={"image": IMAGE_HELP, "yes": YES_HELP, "dry_run": DRY_RUN_HELP})
 def api(c, image="", yes=False, dry_run=False):
     """
-    Deploy the API app with fly.toml (runbook section 4).
+    Deploy the API app with fly.toml (section 4).
 
     Streams flyctl's output and prints the release version and image before
     and after. Verify afterwards with `inv verify.api`.
@@ -42,7 +42,7 @@ def api(c, image="", yes=False, dry_run=False):
 @task(help={"image": IMAGE_HELP, "yes": YES_HELP, "dry_run": DRY_RUN_HELP})
 def worker(c, image="", yes=False, dry_run=False):
     """
-    Deploy the worker app with fly.worker.toml (runbook section 5).
+    Deploy the worker app with fly.worker.toml (section 5).
 
     Streams flyctl's output and prints the release version and image before
     and after. Verify afterwards with `inv verify.worker`.

@@ -80,7 +80,7 @@ class Pipeline:
 )
 def run(c, yes=False, dry_run=False):
     """
-    Release the backend: check, deploy and verify each app in turn.
+    Release the backend: check, deploy and verify each app.
 
     Runs preflight, auth.check and secrets.check, then deploys and verifies
     the API and then the worker. Stops at the first failure, naming the step

@@ -23,7 +23,7 @@ LAST_LINES_SHOWN = 10
 @task(help={"version": VERSION_HELP})
 def api(c, version=0):
     """
-    Verify the API: machines, checks and GET /health (section 6).
+    Verify the API: machines, checks and GET /health.
 
     Waits through a cold start (the API scales to zero) up to the health
     deadline, and shows recent log lines that look like errors.
@@ -34,7 +34,7 @@ def api(c, version=0):
 @task(help={"version": VERSION_HELP})
 def worker(c, version=0):
     """
-    Verify the worker: machines started and polling in its logs (section 7).
+    Verify the worker: machines up and polling in its logs.
 
     Reads the live log stream until a polling line (e.g. jobs.claim_batch)
     appears or the deadline passes, then says what to check.
