@@ -95,10 +95,13 @@ def run(c, yes=False, dry_run=False):
             release_apps(session, pipeline, yes=yes)
         except StepFailed as failed:
             pipeline.summary()
-            raise OctoError(
+            error = OctoError(
                 f"step {failed.step} failed; nothing after it ran\n  "
                 + failed.error.render().replace("\n", "\n  ")
-            ) from None
+            )
+            # A step that could not start (no flyctl, bad settings) keeps exit 2.
+            error.exit_code = failed.error.exit_code
+            raise error from None
         pipeline.summary()
         verb = "planned (dry run, nothing changed)" if dry_run else "released"
         ui.ok(f"{', '.join(a.name for a in session.settings.apps)} {verb}")

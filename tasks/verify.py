@@ -16,7 +16,7 @@ from tasks.settings import AppSettings
 VERSION_HELP = "Release version every machine must run (default: the app's current)"
 USER_AGENT = "octo-release-runbook (verify.api)"
 # Seconds spent reading recent log lines as evidence; the buffer read can hang.
-EVIDENCE_SECONDS = 8.0
+EVIDENCE_SECONDS = 5.0
 LAST_LINES_SHOWN = 10
 
 
