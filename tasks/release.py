@@ -36,7 +36,12 @@ class Pipeline:
     session: Session
     results: list[StepResult] = field(default_factory=list)
 
-    def run(self, step: str, action: Callable[[], Any], evidence: str = "") -> Any:
+    def run(
+        self,
+        step: str,
+        action: Callable[[], Any],
+        evidence: Callable[[Any], str] = lambda value: "",
+    ) -> Any:
         started = time.monotonic()
         try:
             value = action()
@@ -51,7 +56,7 @@ class Pipeline:
             else "ok"
         )
         self.results.append(
-            StepResult(step, outcome, time.monotonic() - started, evidence)
+            StepResult(step, outcome, time.monotonic() - started, evidence(value))
         )
         return value
 
@@ -126,7 +131,9 @@ def release_apps(session: Session, pipeline: Pipeline, *, yes: bool) -> None:
 
     for app in apps:
         record = pipeline.run(
-            f"deploy.{app.key}", lambda app=app: deploy.deploy_app(session, app)
+            f"deploy.{app.key}",
+            lambda app=app: deploy.deploy_app(session, app),
+            evidence=_deploy_evidence,
         )
         expected = record.after.version if record.after else None
         pipeline.run(
@@ -134,10 +141,12 @@ def release_apps(session: Session, pipeline: Pipeline, *, yes: bool) -> None:
             lambda app=app, expected=expected: verify.verify_app(
                 session, app, expected
             ),
-            evidence=f"v{expected}" if expected else "",
+            evidence=lambda _, expected=expected: f"v{expected}" if expected else "",
         )
-        if record.after:
-            pipeline.results[-2].evidence = (
-                f"v{record.before.version if record.before else '-'} -> "
-                f"v{record.after.version} {record.after.image}"
-            )
+
+
+def _deploy_evidence(record: deploy.DeployRecord) -> str:
+    if not record.after:
+        return ""
+    before = f"v{record.before.version}" if record.before else "none"
+    return f"{before} -> v{record.after.version} {record.after.image}"

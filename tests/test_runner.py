@@ -70,3 +70,11 @@ def test_decode_objects_stops_at_the_deadline_while_the_stream_is_silent():
     lines: queue.Queue[str | None] = queue.Queue()
 
     assert list(_decode_objects(lines, time.monotonic() + 0.05)) == []
+
+
+def test_last_error_lines_drops_the_quoted_graphql_query():
+    stderr = (SAMPLES / "error-not-authorized-status.stderr.txt").read_text()
+
+    assert last_error_lines(stderr) == (
+        "Error: failed to get app: Not authorized to access this firecrackerapp"
+    )

@@ -144,6 +144,8 @@ def test_silent_worker_fails_with_hints_and_last_lines(inv, fly):
 
     assert result.code == 1
     assert "step verify.worker failed" in result.stderr
+    assert "deploy.worker │ ok" in result.stdout
+    assert "v3 -> v4" in result.stdout.split("deploy.worker")[1]
     assert "no 'jobs.claim_batch' line" in result.stderr
     assert "worker_start worker_id=" in result.stderr
     assert "check: log level" in result.stderr
