@@ -137,7 +137,8 @@ def wait_for_health(session: Session, app: AppSettings) -> None:
 
     The API scales to zero, so the first requests may time out or get a 502
     from Fly's proxy while a machine starts; that is retried, with a growing
-    pause, up to one overall deadline.
+    pause capped at 1 s so a machine that comes up is noticed within a second,
+    up to one overall deadline.
     """
     import httpx
     from tenacity import Retrying, retry_if_result, stop_after_delay, wait_exponential
@@ -169,7 +170,7 @@ def wait_for_health(session: Session, app: AppSettings) -> None:
 
     retrying = Retrying(
         stop=stop_after_delay(budget),
-        wait=wait_exponential(multiplier=0.25, min=0.25, max=3.0),
+        wait=wait_exponential(multiplier=0.25, min=0.25, max=1.0),
         retry=retry_if_result(lambda problem: problem is not None),
         retry_error_callback=lambda state: state.outcome.result(),
     )
