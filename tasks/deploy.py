@@ -99,7 +99,11 @@ def deploy_app(session: Session, app: AppSettings, *, image: str = "") -> Deploy
     """
     ui.step(f"Deploying {app.label} with {app.config.name}")
     session.fly_config(app)  # a missing or broken config fails before flyctl runs
-    before = current_release(session, app) if session.fly.available else None
+    if session.fly.available:
+        before = current_release(session, app)
+    else:
+        before = None
+        ui.plan(session.fly.display(flyctl.releases(app.name)))
     if before:
         ui.ok(f"{app.name} now runs v{before.version}", before.image or "image unknown")
     args = flyctl.deploy(app.name, app.config, image=image)

@@ -9,7 +9,7 @@ from typing import Any
 
 from invoke import task
 
-from tasks import auth, deploy, preflight, secrets, ui, verify
+from tasks import auth, deploy, flyctl, preflight, secrets, ui, verify
 from tasks.errors import OctoError, task_boundary
 from tasks.session import Session, open_session
 
@@ -60,8 +60,11 @@ class Pipeline:
         )
         return value
 
-    def skip(self, step: str, reason: str) -> None:
+    def skip(self, step: str, reason: str, commands: list[list[str]] = ()) -> None:
+        """Record a step that cannot run, showing the commands it would have run."""
         ui.skip(step, reason)
+        for args in commands:
+            ui.plan(self.session.fly.display(args))
         self.results.append(StepResult(step, "skipped", 0.0, reason))
 
     def summary(self) -> None:
@@ -121,8 +124,15 @@ def release_apps(session: Session, pipeline: Pipeline, *, yes: bool) -> None:
         pipeline.run("auth.check", lambda: auth.check_access(session))
         pipeline.run("secrets.check", lambda: secrets.check_names(session))
     else:
-        pipeline.skip("auth.check", "flyctl not found (dry run)")
-        pipeline.skip("secrets.check", "flyctl not found (dry run)")
+        reason = "flyctl not found (dry run)"
+        pipeline.skip(
+            "auth.check",
+            reason,
+            [flyctl.whoami()] + [flyctl.status(a.name) for a in apps],
+        )
+        pipeline.skip(
+            "secrets.check", reason, [flyctl.secrets_list(a.name) for a in apps]
+        )
 
     if not session.dry_run:
         names = ", ".join(a.name for a in apps)

@@ -191,6 +191,10 @@ def test_without_flyctl_dry_run_still_prints_the_plan(inv, fly):
     result = inv("release", "--dry-run", env={"PATH": path})
 
     assert result.code == 0, result.output
+    assert "would run: flyctl auth whoami --json" in result.stderr
+    assert (
+        "would run: flyctl secrets list --app octodrop-platform-worker" in result.stderr
+    )
     assert "would run: flyctl deploy --app octodrop-platform-api" in result.stderr
     assert "would run: flyctl deploy --app octodrop-platform-worker" in result.stderr
     assert result.stderr.index("octodrop-platform-api --config") < result.stderr.index(
