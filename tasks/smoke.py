@@ -41,7 +41,12 @@ LAST_LINES_SHOWN = 10
 class Steps(Protocol):
     """What runs the smoke steps: the release pipeline, or `SmokeSteps`."""
 
-    def run(self, step: str, action: Callable[[], Any], evidence: str = "") -> Any: ...
+    def run(
+        self,
+        step: str,
+        action: Callable[[], Any],
+        evidence: Callable[[Any], str] = ...,
+    ) -> Any: ...
 
     def skip(self, step: str, reason: str) -> None: ...
 
@@ -95,7 +100,12 @@ class SmokeSteps:
 
     results: list[tuple[str, str, float, str]] = field(default_factory=list)
 
-    def run(self, step: str, action: Callable[[], Any], evidence: str = "") -> Any:
+    def run(
+        self,
+        step: str,
+        action: Callable[[], Any],
+        evidence: Callable[[Any], str] = lambda value: "",
+    ) -> Any:
         started = time.monotonic()
         try:
             value = action()
@@ -104,7 +114,7 @@ class SmokeSteps:
                 (step, "failed", time.monotonic() - started, exc.message)
             )
             raise
-        self.results.append((step, "ok", time.monotonic() - started, evidence))
+        self.results.append((step, "ok", time.monotonic() - started, evidence(value)))
         return value
 
     def skip(self, step: str, reason: str) -> None:
@@ -231,18 +241,32 @@ def run_steps(session: Session, steps: Steps, plan: Plan) -> None:
         headers={"User-Agent": USER_AGENT},
     ) as client:
         api = Api(client, settings.api_url, plan.secrets)
-        login = steps.run("smoke.login", lambda: sign_in(client, plan))
+        login = steps.run(
+            "smoke.login",
+            lambda: sign_in(client, plan),
+            evidence=lambda login: f"user {login.user_id or '?'}",
+        )
         api.token = login.token
 
-        steps.run("smoke.modules", lambda: list_modules(api))
+        steps.run(
+            "smoke.modules",
+            lambda: list_modules(api),
+            evidence=lambda count: f"{count} module(s)",
+        )
 
         record_id, source = reused_record(plan)
         if record_id:
             steps.skip("smoke.create", f"reusing smoke record {record_id} ({source})")
         else:
-            record_id = steps.run("smoke.create", lambda: create_record(api, plan))
+            record_id = steps.run(
+                "smoke.create",
+                lambda: create_record(api, plan),
+                evidence=lambda new: f"record {new} in entity {settings.entity_id}",
+            )
         record_id = steps.run(
-            "smoke.update", lambda: update_record(api, plan, record_id, source)
+            "smoke.update",
+            lambda: update_record(api, plan, record_id, source),
+            evidence=lambda updated: f"record {updated}",
         )
 
         if settings.skip_document or plan.worker is None:
@@ -253,8 +277,18 @@ def run_steps(session: Session, steps: Steps, plan: Plan) -> None:
         budget = settings.deadline + STREAM_MARGIN_SECONDS
         # The stream starts before the job exists so that no line is missed.
         with LogWatcher(session, plan.worker, budget) as watcher:
-            job = steps.run("smoke.document", lambda: generate(api, plan, record_id))
-            steps.run("smoke.job", lambda: follow_job(api, watcher, plan, job))
+            job = steps.run(
+                "smoke.document",
+                lambda: generate(api, plan, record_id),
+                evidence=lambda job: (
+                    f"job {job.id} from template {settings.template_id}"
+                ),
+            )
+            steps.run(
+                "smoke.job",
+                lambda: follow_job(api, watcher, plan, job),
+                evidence=lambda agreed: agreed,
+            )
 
 
 class Api:
@@ -531,8 +565,12 @@ def wait_for_job(
                 on_line(event, line)
 
 
-def follow_job(api: Api, watcher: LogWatcher, plan: Plan, job: judge.Job) -> None:
-    """Follow JOB to its end through the API and the worker's log stream."""
+def follow_job(api: Api, watcher: LogWatcher, plan: Plan, job: judge.Job) -> str:
+    """Follow JOB to its end through the API and the worker's log stream.
+
+    Returns the evidence of its success; raises with the API's last status
+    and the worker's lines for the job otherwise.
+    """
     worker = plan.worker
     budget = plan.settings.deadline
     ui.step(
@@ -554,11 +592,20 @@ def follow_job(api: Api, watcher: LogWatcher, plan: Plan, job: judge.Job) -> Non
     for warning in verdict.warnings:
         ui.warn(f"job {job.id}", warning)
     if verdict.problem is None:
+        seen = ", ".join(
+            name
+            for name, line in (
+                ("claim", trail.claim),
+                ("doc_generate_start", trail.start),
+                ("doc_generate_succeeded", trail.succeeded),
+            )
+            if line is not None
+        )
         ui.ok(
             f"job {job.id} succeeded",
-            f"the API and the worker's logs agree ({waited:.1f} s)",
+            f"API status succeeded; worker logged {seen} ({waited:.1f} s)",
         )
-        return
+        return f"succeeded; worker logged {seen}"
     ui.fail("document job", f"{verdict.problem} ({waited:.1f} s)")
     if trail.lines:
         ui.detail(f"worker lines for job {job.id}:")
