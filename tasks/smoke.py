@@ -151,6 +151,11 @@ class Plan:
     state_file: Path
 
     @property
+    def state_label(self) -> str:
+        """The state file as the operator knows it, e.g. `.octo/smoke.json`."""
+        return f"{self.state_file.parent.name}/{self.state_file.name}"
+
+    @property
     def secrets(self) -> tuple[Secret, ...]:
         return (self.supabase_url, self.anon_key, self.email, self.password)
 
@@ -414,7 +419,7 @@ def update_record(api: Api, plan: Plan, record_id: str, source: str) -> str:
     answer = api.call(
         "PUT", f"/records/{entity}/{record_id}", dict(plan.settings.record)
     )
-    if answer.status == 404 and source == str(plan.state_file):
+    if answer.status == 404 and source == plan.state_label:
         ui.warn(
             f"remembered smoke record {record_id} is gone (404)", "creating a new one"
         )
@@ -664,7 +669,7 @@ def reused_record(plan: Plan) -> tuple[str, str]:
     records = _read_state(plan).get("records") or {}
     remembered = records.get(_record_key(plan)) if isinstance(records, dict) else None
     if isinstance(remembered, str) and remembered:
-        return remembered, str(plan.state_file)
+        return remembered, plan.state_label
     return "", ""
 
 

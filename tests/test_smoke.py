@@ -152,7 +152,7 @@ def test_create_record_remembers_the_record_for_the_next_run(tmp_path, output):
     record_id = smoke.create_record(api, plan)
 
     assert record_id == "r-9"
-    assert smoke.reused_record(plan) == ("r-9", str(plan.state_file))
+    assert smoke.reused_record(plan) == ("r-9", plan.state_label)
 
 
 def test_reused_record_prefers_the_configured_id(tmp_path):
@@ -177,7 +177,7 @@ def test_update_record_replaces_a_remembered_record_that_is_gone(tmp_path, outpu
     )
     api = smoke.Api(client(handler), "https://api.test", ())
 
-    record_id = smoke.update_record(api, plan, "r-old", str(plan.state_file))
+    record_id = smoke.update_record(api, plan, "r-old", plan.state_label)
 
     assert record_id == "r-new"
     assert requests == [
