@@ -420,6 +420,14 @@ def judge_job(
                 "logging is configured",
             )
         return JobVerdict(True, None, warnings)
+    if logs_problem and trail.succeeded is None:
+        # The stream has ended: no worker line can arrive any more.
+        said = job.describe() if job else "nothing yet"
+        return JobVerdict(
+            True,
+            f"{logs_problem}, so the worker cannot witness job {jid} "
+            f"(the API says {said})",
+        )
     if not timed_out:
         return JobVerdict(False)
 
@@ -428,11 +436,10 @@ def judge_job(
         why = api_problem or "no answer"
         return JobVerdict(True, f"no status for job {jid} from the API {within}: {why}")
     if api_done:
-        why = f"; {logs_problem}" if logs_problem else ""
         return JobVerdict(
             True,
             f"the API says job {jid} succeeded, but the worker logged no "
-            f"doc_generate_succeeded job_id={jid} {within}{why}",
+            f"doc_generate_succeeded job_id={jid} {within}",
         )
     if trail.succeeded is not None:
         return JobVerdict(
@@ -450,9 +457,7 @@ def judge_job(
     problem = (
         f"job {jid} was never claimed: still {job.describe()} after {waited:.0f} s"
     )
-    if logs_problem:
-        problem += f"; {logs_problem}"
-    elif trail.polls:
+    if trail.polls:
         problem += f", and the worker polled {trail.polls} time(s) without claiming it"
     else:
         problem += ", and the worker logged nothing about it"

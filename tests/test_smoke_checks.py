@@ -373,11 +373,28 @@ def test_judge_job_reports_an_api_success_the_logs_do_not_show():
         judge.WorkerTrail("j-1", PATTERN),
         timed_out=True,
         waited=5,
-        logs_problem="the logs of w are unreadable (401)",
     )
 
-    assert "the API says job j-1 succeeded, but the worker logged no" in verdict.problem
-    assert "unreadable" in verdict.problem
+    assert verdict.problem == (
+        "the API says job j-1 succeeded, but the worker logged no "
+        "doc_generate_succeeded job_id=j-1 within 5 s"
+    )
+
+
+def test_judge_job_ends_at_once_when_the_logs_are_unreadable():
+    verdict = judge.judge_job(
+        judge.Job("j-1", "running"),
+        judge.WorkerTrail("j-1", PATTERN),
+        timed_out=False,
+        waited=1,
+        logs_problem="the logs of w are unreadable (401 Unauthorized)",
+    )
+
+    assert verdict.finished
+    assert verdict.problem == (
+        "the logs of w are unreadable (401 Unauthorized), so the worker cannot "
+        "witness job j-1 (the API says running)"
+    )
 
 
 def test_judge_job_reports_a_job_never_claimed_with_hints():

@@ -170,6 +170,17 @@ def test_smoke_reports_worker_success_while_api_says_running(
     assert f"doc_generate_succeeded job_id={job_id}" in result.stderr
 
 
+def test_smoke_unreadable_worker_logs_fail_the_job_step(inv, fly, smoke_api, dotenv):
+    fly.update(lambda s: s["faults"].setdefault("logs_unauthorized", []).append(WORKER))
+
+    result = inv("smoke", env={**dotenv, "INVOKE_OCTO_SMOKE_DEADLINE": "30"})
+
+    assert result.code == 1, result.output
+    assert "step smoke.job failed" in result.stderr
+    assert f"the logs of {WORKER} are unreadable" in result.stderr
+    assert "401 Unauthorized" in result.stderr
+
+
 def test_smoke_can_skip_the_document_and_says_so(inv, fly, smoke_api, dotenv):
     env = {
         **dotenv,
