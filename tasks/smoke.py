@@ -534,6 +534,13 @@ def wait_for_job(
     job: judge.Job | None = None
     api_problem: str | None = None
     next_poll = started
+
+    def absorb(timeout: float) -> None:
+        for line in take_lines(timeout):
+            event = trail.observe(line)
+            if event:
+                on_line(event, line)
+
     while True:
         now = clock()
         if now >= next_poll:
@@ -551,6 +558,8 @@ def wait_for_job(
                 )
                 return verdict, job, clock() - started
             next_poll = now + interval
+            # Lines that arrived with this answer count before judging it.
+            absorb(0.0)
 
         now = clock()
         verdict = judge.judge_job(
@@ -564,10 +573,7 @@ def wait_for_job(
         if verdict.finished:
             return verdict, job, now - started
 
-        for line in take_lines(max(0.0, min(next_poll, deadline) - now)):
-            event = trail.observe(line)
-            if event:
-                on_line(event, line)
+        absorb(max(0.0, min(next_poll, deadline) - now))
 
 
 def follow_job(api: Api, watcher: LogWatcher, plan: Plan, job: judge.Job) -> str:

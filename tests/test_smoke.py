@@ -270,6 +270,28 @@ def test_wait_for_job_stops_at_once_on_a_dead_job():
     assert polls == [0]
 
 
+def test_wait_for_job_reads_lines_already_there_before_judging():
+    pending = [worker_line(CLAIM), worker_line("doc_generate_start job_id=j-1")]
+    trail = judge.WorkerTrail("j-1", "jobs.claim_batch")
+
+    def take(timeout: float) -> list[LogLine]:
+        taken, pending[:] = list(pending), []
+        return taken
+
+    verdict, _, _ = smoke.wait_for_job(
+        lambda timeout: job_answer("dead", last_error="boom"),
+        take,
+        trail,
+        budget=10,
+        interval=1,
+        clock=FakeClock(),
+    )
+
+    assert "ended dead" in verdict.problem
+    assert trail.start is not None
+    assert trail.claim is not None
+
+
 def test_wait_for_job_is_bounded_by_the_deadline():
     verdict, _, waited, polls = run_wait([job_answer("queued")], {}, budget=5)
 

@@ -123,6 +123,7 @@ def test_smoke_api_error_names_the_step_code_and_message(inv, fly, smoke_api, do
         "smoke.create": "failed",
     }
     assert "PUT" not in " ".join(smoke_api.routes())
+    assert_no_secrets(result, smoke_api, fly)
 
 
 def test_smoke_dead_job_shows_its_last_error_and_worker_lines(
@@ -139,6 +140,7 @@ def test_smoke_dead_job_shows_its_last_error_and_worker_lines(
     assert LAST_ERROR in result.stderr
     assert f"doc_generate_start job_id={job_id}" in result.stderr
     assert "next: flyctl logs --app octodrop-platform-worker" in result.stderr
+    assert_no_secrets(result, smoke_api, fly)
 
 
 def test_smoke_job_never_claimed_fails_at_the_deadline(inv, fly, smoke_api, dotenv):
@@ -153,6 +155,7 @@ def test_smoke_job_never_claimed_fails_at_the_deadline(inv, fly, smoke_api, dote
     assert "without claiming it" in result.stderr
     assert "WORKER_ORG_ID" in result.stderr
     assert "'rowcount': 0" in result.stderr
+    assert_no_secrets(result, smoke_api, fly)
 
 
 def test_smoke_reports_worker_success_while_api_says_running(
@@ -168,6 +171,7 @@ def test_smoke_reports_worker_success_while_api_says_running(
     assert "the witnesses disagree" in result.stderr
     assert "the API still says running" in result.stderr
     assert f"doc_generate_succeeded job_id={job_id}" in result.stderr
+    assert_no_secrets(result, smoke_api, fly)
 
 
 def test_smoke_unreadable_worker_logs_fail_the_job_step(inv, fly, smoke_api, dotenv):
@@ -244,6 +248,7 @@ def test_release_fails_when_the_smoke_test_fails(inv, fly, smoke_api, dotenv):
     assert result.code == 1, result.output
     assert "step smoke.job failed" in result.stderr
     assert summary_rows(result.stdout, "release summary")["smoke.job"] == "failed"
+    assert_no_secrets(result, smoke_api, fly)
 
 
 def test_release_skip_smoke_says_so_in_the_summary(inv, fly, smoke_api):
