@@ -125,7 +125,9 @@ def render_import(values: Mapping[str, str]) -> str:
 
 
 def _plain_quotes_survive(value: str) -> bool:
-    if "\n" in value or value.startswith('""'):
+    # Wrapped in quotes, a value starting `""` (or a lone `"`) would open a
+    # triple-quoted block instead.
+    if "\n" in value or f'"{value}"'.startswith('"""'):
         return False
     hash_at = value.find("#")
     # The parser counts the opening quote too: an odd count inside the value
