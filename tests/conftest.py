@@ -296,7 +296,11 @@ def inv(project: Path, fly: FlyDouble, health: HealthServer):
     """Run the real `inv` in a subprocess, as the operator would."""
 
     def run(
-        *args: str, env: dict | None = None, timeout: float = 120, cwd=None
+        *args: str,
+        env: dict | None = None,
+        timeout: float = 120,
+        cwd=None,
+        stdin: str | None = None,
     ) -> InvResult:
         child = {
             k: v
@@ -319,7 +323,8 @@ def inv(project: Path, fly: FlyDouble, health: HealthServer):
             [sys.executable, "-m", "invoke", *args],
             cwd=cwd or project,
             env=child,
-            stdin=subprocess.DEVNULL,
+            input=stdin,
+            stdin=subprocess.DEVNULL if stdin is None else None,
             capture_output=True,
             text=True,
             encoding="utf-8",
