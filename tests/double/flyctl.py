@@ -17,6 +17,9 @@ Faults (state["faults"]):
     deploy_health_fail: [app]     the first machine never passes health checks
     crash_loop: [app]             the new release keeps exiting
     silent: [app]                 the worker prints no polling lines
+    garbage: [command]            prints an HTML error page and exits 0
+    logs_unauthorized: [app]      `logs` fails with 401 Unauthorized
+    missing_images: [image ref]   deploy --image cannot find it
 """
 
 from __future__ import annotations
@@ -895,12 +898,22 @@ def main(argv: list[str]) -> int:
             stdin = sys.stdin.read()
         with (STATE_DIR / "calls.jsonl").open("a", encoding="utf-8") as fh:
             fh.write(
-                json.dumps({"argv": argv, "command": command, "stdin": bool(stdin)})
+                json.dumps(
+                    {
+                        "argv": argv,
+                        "command": command,
+                        "cwd": os.getcwd(),
+                        "stdin": bool(stdin),
+                    }
+                )
                 + "\n"
             )
         faults = state.get("faults", {})
         if command in faults.get("hang", []):
             time.sleep(3600)
+        if command in faults.get("garbage", []):
+            sys.stdout.write("<html><body>502 Bad Gateway</body></html>\n")
+            return 0
         if command in faults.get("fail", {}):
             fault = faults["fail"][command]
             sys.stderr.write(fault["stderr"].rstrip("\n") + "\n")
