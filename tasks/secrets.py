@@ -300,6 +300,8 @@ def validate_values(
         for name in app.required_secrets:
             required.setdefault(name, []).append(app.key)
     for name, keys in sorted(required.items()):
+        if name in values.MAY_BE_EMPTY:
+            continue
         if (chosen is None or name in chosen) and not settings.value(name):
             findings.append(
                 values.Finding(

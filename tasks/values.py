@@ -55,6 +55,9 @@ MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$")
 UUID = re.compile(
     r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I
 )
+# Names whose empty value means something (no organisation: a shared
+# worker), so validation does not ask for them.
+MAY_BE_EMPTY = frozenset({"WORKER_ORG_ID"})
 BOOLEANS = {"true", "false", "1", "0", "yes", "no", "on", "off"}
 POLL_MS_BOUNDS = (100, 600_000)
 BATCH_BOUNDS = (1, 1000)
@@ -149,6 +152,8 @@ def supabase_ref(url: str) -> str | None:
 def check_supabase_url(url: str) -> list[Finding]:
     name = SUPABASE_URL
     fix = "copy the Project URL from the dashboard (Project Settings > API): https://<ref>.supabase.co"
+    if PLACEHOLDER.search(url):
+        return [Finding(name, "still holds a placeholder such as <project-ref>", fix)]
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -313,7 +318,8 @@ def check_db_url(
         )
 
     findings += _check_db_params(parsed, params)
-    findings += _check_db_host(parsed, ref, has_ipv6)
+    if not placeholder:
+        findings += _check_db_host(parsed, ref, has_ipv6)
     return findings
 
 

@@ -342,6 +342,9 @@ def test_mask_db_url_hides_the_password():
         pytest.param(
             "https://api.example.com", None, "custom domain", id="custom-domain"
         ),
+        pytest.param(
+            "https://<project-ref>.supabase.co", "placeholder", None, id="placeholder"
+        ),
     ],
 )
 def test_supabase_url_verdicts(url, error, warning):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import jwt
 import pytest
-from conftest import API, WORKER
+from conftest import API, REPO, WORKER
 
 REF = "abcdefghijklmnopqrst"
 SIGNING_KEY = "test-only-jwt-secret-with-at-least-32-characters"
@@ -290,3 +291,20 @@ def test_db_url_without_ref_is_a_usage_error(inv, project):
 
     assert result.code == 2
     assert "no project ref" in result.stderr
+
+
+def test_validate_the_example_env_names_each_placeholder(inv, project):
+    shutil.copy(REPO / ".env.example", project / ".env")
+
+    result = inv("secrets.validate")
+
+    assert result.code == 1
+    for name in (
+        "SUPABASE_URL",
+        "SUPABASE_DB_URL",
+        "SUPABASE_ANON_KEY",
+        "SUPABASE_SERVICE_ROLE_KEY",
+        "OPENAI_API_KEY",
+    ):
+        assert f"✗ {name}: still holds a placeholder" in result.stderr
+    assert "WORKER_ORG_ID" not in result.stderr
