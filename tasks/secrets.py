@@ -462,7 +462,7 @@ def _plan_sends(
 def stage_values(
     session: Session,
     app: AppSettings,
-    values_: Mapping[str, Secret],
+    values: Mapping[str, Secret],  # shadows the module, which is not used here
     *,
     record: digests.Record | None = None,
 ) -> list[str]:
@@ -471,10 +471,11 @@ def stage_values(
     The names changed are those whose digest in `secrets list` differs after
     the import. Each sent value is recorded (keyed hash and Fly's digest) for
     later drift checks. Under a dry run nothing is sent and every name is
-    returned as would-be changed.
+    returned as would-be changed. Values are not validated here: callers
+    (secrets.set/push, a rotation) validate first, e.g. with validate_values.
     """
     try:
-        text = flyctl.render_import({n: v.reveal() for n, v in values_.items()})
+        text = flyctl.render_import({n: v.reveal() for n, v in values.items()})
     except flyctl.UnsendableValue as exc:
         raise OctoError(f"cannot send to {app.name}: {exc}") from None
     before = {e.name: e.digest for e in _read_entries(session, app)}
@@ -486,17 +487,17 @@ def stage_values(
         timeout=session.settings.timeouts.command,
     )
     if result is None:
-        return sorted(values_)
+        return sorted(values)
 
     after = {e.name: e.digest for e in _read_entries(session, app)}
     record = (
         record if record is not None else digests.Record(session.settings.state_dir)
     )
-    for name, value in values_.items():
+    for name, value in values.items():
         if after.get(name):
             record.add(app.name, name, value, after[name])
     record.save()
-    return digests.changed_names(before, {n: after.get(n, "") for n in values_})
+    return digests.changed_names(before, {n: after.get(n, "") for n in values})
 
 
 def _report_changed(
