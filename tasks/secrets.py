@@ -275,6 +275,8 @@ def report_drift(
             names = verdicts[digests.DIFFERENT]
             ui.warn(f"{app.label} differs from .env", ", ".join(names))
             ui.detail(f"fix: `inv secrets.set {','.join(names)}` (or correct .env)")
+        if verdicts.get(digests.NOT_LOCAL):
+            ui.skip(f"{app.label} not in .env", ", ".join(verdicts[digests.NOT_LOCAL]))
         if verdicts.get(digests.UNKNOWN):
             ui.skip(
                 f"{app.label} set outside this tool, not comparable",
