@@ -29,6 +29,17 @@ PROJECT_FILES = [
 API = "octodrop-platform-api"
 WORKER = "octodrop-platform-worker"
 OPERATOR_TOKEN = "tok-operator"
+RUNNER_VARIABLES_DROPPED = (
+    "FLY_",
+    "INVOKE_",
+    "PYTEST_",
+    "SUPABASE_",
+    "OPENAI_",
+    "WORKER_",
+    "USE_DB",
+    "OCTO_",
+    "SMOKE_",
+)
 # Sentinel values: they must never appear in any output or flyctl argument.
 SENTINEL_TOKEN = "FlyV1 fm2_SENTINEL-TOKEN-4f9a"
 
@@ -308,7 +319,9 @@ def inv(project: Path, fly: FlyDouble, health: HealthServer):
         child = {
             k: v
             for k, v in os.environ.items()
-            if not k.startswith(("FLY_", "INVOKE_", "PYTEST_"))
+            # The tests' own settings and secrets only: real environment
+            # variables win over .env, so the runner's would leak in.
+            if not k.startswith(RUNNER_VARIABLES_DROPPED)
         }
         child.update(
             PATH=str(fly.bin) + os.pathsep + child.get("PATH", ""),
