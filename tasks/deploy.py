@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from invoke import task
 
@@ -106,7 +107,7 @@ def deploy_app(session: Session, app: AppSettings, *, image: str = "") -> Deploy
         ui.plan(session.fly.display(flyctl.releases(app.name)))
     if before:
         ui.ok(f"{app.name} now runs v{before.version}", before.image or "image unknown")
-    args = flyctl.deploy(app.name, app.config, image=image)
+    args = flyctl.deploy(app.name, _relative(app.config, session), image=image)
     try:
         result = session.fly.change(args, app=app.name)
     except FlyctlError as exc:
@@ -124,3 +125,11 @@ def deploy_app(session: Session, app: AppSettings, *, image: str = "") -> Deploy
     if after:
         ui.ok(f"{app.name} deployed v{after.version}", after.image)
     return DeployRecord(app, before, after)
+
+
+def _relative(path: Path, session: Session) -> Path:
+    """The config path as the operator would type it from the repository root."""
+    try:
+        return path.relative_to(session.settings.root)
+    except ValueError:
+        return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,17 @@ PROJECT_FILES = [
 API = "octodrop-platform-api"
 WORKER = "octodrop-platform-worker"
 OPERATOR_TOKEN = "tok-operator"
+RUNNER_VARIABLES_DROPPED = (
+    "FLY_",
+    "INVOKE_",
+    "PYTEST_",
+    "SUPABASE_",
+    "OPENAI_",
+    "WORKER_",
+    "USE_DB",
+    "OCTO_",
+    "SMOKE_",
+)
 # Sentinel values: they must never appear in any output or flyctl argument.
 SENTINEL_TOKEN = "FlyV1 fm2_SENTINEL-TOKEN-4f9a"
 
@@ -283,6 +295,13 @@ def health() -> HealthServer:
     server.server_close()
 
 
+def _dotenv_names(path: Path) -> set[str]:
+    if not path.is_file():
+        return set()
+    text = path.read_text(encoding="utf-8-sig")
+    return set(re.findall(r"(?m)^\s*(?:export\s+)?([A-Za-z_]\w*)\s*=", text))
+
+
 @pytest.fixture
 def smoke_api(fly: FlyDouble):
     """Supabase Auth and the OCTO API on a local port; jobs feed the double's logs."""
@@ -314,18 +333,26 @@ class InvResult:
 def inv(project: Path, fly: FlyDouble, health: HealthServer, smoke_api):
     """Run the real `inv` in a subprocess, as the operator would.
 
-    The smoke test's settings point at `smoke_api`, its credentials are in
-    the environment; a None in ENV removes a variable.
+    The smoke test's settings point at `smoke_api`, and its credentials are
+    in the environment unless the project's `.env` names them (environment
+    variables win over `.env`, so they would hide the test's own values).
+    A None in ENV removes a variable.
     """
     import smoke_server
 
     def run(
-        *args: str, env: dict | None = None, timeout: float = 120, cwd=None
+        *args: str,
+        env: dict | None = None,
+        timeout: float = 120,
+        cwd=None,
+        stdin: str | None = None,
     ) -> InvResult:
         child = {
             k: v
             for k, v in os.environ.items()
-            if not k.startswith(("FLY_", "INVOKE_", "PYTEST_"))
+            # The tests' own settings and secrets only: real environment
+            # variables win over .env, so the runner's would leak in.
+            if not k.startswith(RUNNER_VARIABLES_DROPPED)
         }
         child.update(
             PATH=str(fly.bin) + os.pathsep + child.get("PATH", ""),
@@ -342,11 +369,15 @@ def inv(project: Path, fly: FlyDouble, health: HealthServer, smoke_api):
             INVOKE_OCTO_SMOKE_TEMPLATE_ID=smoke_server.TEMPLATE,
             INVOKE_OCTO_SMOKE_DEADLINE="5",
             INVOKE_OCTO_SMOKE_POLL_SECONDS="0.2",
-            SUPABASE_URL=smoke_api.url,
-            SUPABASE_ANON_KEY=smoke_server.ANON_KEY,
-            SMOKE_EMAIL=smoke_server.EMAIL,
-            SMOKE_PASSWORD=smoke_server.PASSWORD,
         )
+        in_dotenv = _dotenv_names(Path(cwd or project) / ".env")
+        credentials = {
+            "SUPABASE_URL": smoke_api.url,
+            "SUPABASE_ANON_KEY": smoke_server.ANON_KEY,
+            "SMOKE_EMAIL": smoke_server.EMAIL,
+            "SMOKE_PASSWORD": smoke_server.PASSWORD,
+        }
+        child.update({k: v for k, v in credentials.items() if k not in in_dotenv})
         for name, value in (env or {}).items():
             if value is None:
                 child.pop(name, None)
@@ -356,7 +387,8 @@ def inv(project: Path, fly: FlyDouble, health: HealthServer, smoke_api):
             [sys.executable, "-m", "invoke", *args],
             cwd=cwd or project,
             env=child,
-            stdin=subprocess.DEVNULL,
+            input=stdin,
+            stdin=subprocess.DEVNULL if stdin is None else None,
             capture_output=True,
             text=True,
             encoding="utf-8",

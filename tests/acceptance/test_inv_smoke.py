@@ -25,9 +25,9 @@ WRONG_PASSWORD = "pw-SENTINEL-wrong-8c4d"
 
 @pytest.fixture
 def dotenv(project, smoke_api) -> dict:
-    """Credentials in `.env`; the environment overrides that `inv` sets removed."""
+    """Credentials in `.env` (so `inv` sets none), and no overrides."""
     (project / ".env").write_text(smoke_api.dotenv(), encoding="utf-8")
-    return {name: None for name in smoke_server.CREDENTIALS}
+    return {}
 
 
 def summary_rows(stdout: str, title: str) -> dict[str, str]:
@@ -93,9 +93,8 @@ def test_smoke_sends_the_token_only_in_the_authorization_header(
 
 def test_smoke_rejected_login_names_supabase_error_code(inv, fly, smoke_api, project):
     (project / ".env").write_text(smoke_api.dotenv(password=WRONG_PASSWORD))
-    env = {name: None for name in smoke_server.CREDENTIALS}
 
-    result = inv("smoke", env=env)
+    result = inv("smoke")
 
     assert result.code == 1, result.output
     assert "step smoke.login failed" in result.stderr

@@ -45,9 +45,10 @@ def test_release_passes_app_and_config_explicitly_to_every_deploy(inv, fly, proj
     deploys = [c["argv"] for c in fly.calls() if c["command"] == "deploy"]
     assert [d[d.index("--app") + 1] for d in deploys] == [API, WORKER]
     assert [d[d.index("--config") + 1] for d in deploys] == [
-        str(project / "fly.toml"),
-        str(project / "fly.worker.toml"),
+        "fly.toml",
+        "fly.worker.toml",
     ]
+    assert {c["cwd"] for c in fly.calls()} == {str(project)}
 
 
 def test_missing_secret_stops_before_any_deploy(inv, fly):

@@ -898,7 +898,14 @@ def main(argv: list[str]) -> int:
             stdin = sys.stdin.read()
         with (STATE_DIR / "calls.jsonl").open("a", encoding="utf-8") as fh:
             fh.write(
-                json.dumps({"argv": argv, "command": command, "stdin": bool(stdin)})
+                json.dumps(
+                    {
+                        "argv": argv,
+                        "command": command,
+                        "cwd": os.getcwd(),
+                        "stdin": bool(stdin),
+                    }
+                )
                 + "\n"
             )
         faults = state.get("faults", {})
