@@ -20,13 +20,14 @@ from tasks import (  # noqa: E402
     deploy,
     preflight,
     release,
+    rollback,
     secrets,
     verify,
 )
 
 ns = Collection()
 ns.add_task(preflight.preflight)
-for module in (auth, secrets, deploy, verify, release):
+for module in (auth, secrets, deploy, verify, release, rollback):
     ns.add_collection(Collection.from_module(module))
 # Every flyctl call passes its own timeout; this is invoke's default echo style.
 ns.configure({"run": {"echo_format": "\033[1;37m$ {command}\033[0m"}})
