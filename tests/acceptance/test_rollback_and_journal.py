@@ -17,6 +17,10 @@ V2 = {
 }
 
 
+# A silent worker fails verification only when this wait runs out.
+SHORT_LOG_WAIT = {"INVOKE_OCTO_TIMEOUTS_WORKER_LOGS": "2"}
+
+
 def images(fly, app):
     return {m["image"] for m in fly.state["apps"][app]["machines"]}
 
@@ -40,7 +44,7 @@ def test_release_failing_worker_verification_rolls_back_both_apps(inv, fly, proj
     before = {app: v3_image(fly, app) for app in (API, WORKER)}
     fly.bad_build(WORKER, "silent")
 
-    result = inv("release", "--yes")
+    result = inv("release", "--yes", env=SHORT_LOG_WAIT)
 
     assert result.code == 1, result.output
     assert images(fly, API) == {before[API]}
@@ -66,7 +70,7 @@ def test_release_failing_worker_verification_rolls_back_both_apps(inv, fly, proj
 def test_release_with_rollback_off_leaves_new_images_and_says_so(inv, fly, project):
     fly.bad_build(WORKER, "silent")
 
-    result = inv("release", "--yes", "--rollback", "never")
+    result = inv("release", "--yes", "--rollback", "never", env=SHORT_LOG_WAIT)
 
     assert result.code == 1, result.output
     assert "stay on the new image(s)" in result.stderr
@@ -200,7 +204,7 @@ def test_rollback_lists_secrets_changed_since_the_target(inv, fly):
 
 
 def test_journal_and_history_hold_no_secret_value(inv, fly, project):
-    fly.bad_build(WORKER, "silent")
+    fly.bad_build(API, "deploy_health_fail")
     inv("release", "--yes")
     inv("rollback.api", "--to", "2", "--yes")
     values = [
