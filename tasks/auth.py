@@ -12,7 +12,7 @@ from tasks.session import Session, open_session
 @task
 def check(c):
     """
-    Show the Fly.io identity and check that each app is reachable.
+    Show the Fly.io login and check each app is reachable.
 
     Each app is probed with `flyctl status` rather than `flyctl apps list`,
     which an app-scoped deploy token (CI) is not allowed to run.

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+# Exception class names (RuntimeError), level words and tracebacks; plain
+# words only whole, so that "errors_total=0" or "terror" do not count.
 ERROR_WORDS = re.compile(
-    r"(^|[^a-z])(error|exception|traceback|critical|fatal|panic)([^a-z]|$)",
-    re.IGNORECASE,
+    r"\b(?:\w*Error|\w*Exception|Traceback|ERROR|CRITICAL|FATAL"
+    r"|error|exception|fatal|panic)\b"
 )
 # Minimum flyctl with per-command --json, lower-case secret keys and
 # FLY_EMIT_RELEASE_JSON; older ones work, with less evidence.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from invoke import task
 
@@ -31,7 +32,7 @@ class DeployRecord:
 @task(help={"image": IMAGE_HELP, "yes": YES_HELP, "dry_run": DRY_RUN_HELP})
 def api(c, image="", yes=False, dry_run=False):
     """
-    Deploy the API app with fly.toml (runbook section 4).
+    Deploy the API app with fly.toml (section 4).
 
     Streams flyctl's output and prints the release version and image before
     and after. Verify afterwards with `inv verify.api`.
@@ -42,7 +43,7 @@ def api(c, image="", yes=False, dry_run=False):
 @task(help={"image": IMAGE_HELP, "yes": YES_HELP, "dry_run": DRY_RUN_HELP})
 def worker(c, image="", yes=False, dry_run=False):
     """
-    Deploy the worker app with fly.worker.toml (runbook section 5).
+    Deploy the worker app with fly.worker.toml (section 5).
 
     Streams flyctl's output and prints the release version and image before
     and after. Verify afterwards with `inv verify.worker`.
@@ -100,10 +101,14 @@ def deploy_app(session: Session, app: AppSettings, *, image: str = "") -> Deploy
     """
     ui.step(f"Deploying {app.label} with {app.config.name}")
     session.fly_config(app)  # a missing or broken config fails before flyctl runs
-    before = current_release(session, app) if session.fly.available else None
+    if session.fly.available:
+        before = current_release(session, app)
+    else:
+        before = None
+        ui.plan(session.fly.display(flyctl.releases(app.name)))
     if before:
         ui.ok(f"{app.name} now runs v{before.version}", before.image or "image unknown")
-    args = flyctl.deploy(app.name, app.config, image=image)
+    args = flyctl.deploy(app.name, _relative(app.config, session), image=image)
     if session.fly.available and not session.dry_run:
         session.replaced.setdefault(app.key, before)
     try:
@@ -123,3 +128,11 @@ def deploy_app(session: Session, app: AppSettings, *, image: str = "") -> Deploy
     if after:
         ui.ok(f"{app.name} deployed v{after.version}", after.image)
     return DeployRecord(app, before, after)
+
+
+def _relative(path: Path, session: Session) -> Path:
+    """The config path as the operator would type it from the repository root."""
+    try:
+        return path.relative_to(session.settings.root)
+    except ValueError:
+        return path

@@ -46,7 +46,7 @@ def check(session: Session) -> None:
     except FlyctlMissing as exc:
         if not session.dry_run:
             raise
-        ui.warn("flyctl not found", f"{exc.message}; the plan below is still shown")
+        ui.warn("flyctl", f"{exc.message}; the plan below is still shown")
 
     for app in session.settings.apps:
         problems += _check_config(app.config, app.name, http=bool(app.health_url))

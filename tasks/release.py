@@ -9,7 +9,7 @@ from typing import Any
 
 from invoke import task
 
-from tasks import auth, deploy, journal, preflight, secrets, ui, verify
+from tasks import auth, deploy, flyctl, journal, preflight, secrets, ui, verify
 from tasks.errors import OctoError, task_boundary
 from tasks.rollback import after_failure, interrupted_release, mode_of
 from tasks.session import Session, open_session
@@ -37,7 +37,12 @@ class Pipeline:
     session: Session
     results: list[StepResult] = field(default_factory=list)
 
-    def run(self, step: str, action: Callable[[], Any], evidence: str = "") -> Any:
+    def run(
+        self,
+        step: str,
+        action: Callable[[], Any],
+        evidence: Callable[[Any], str] = lambda value: "",
+    ) -> Any:
         started = time.monotonic()
         try:
             value = action()
@@ -52,12 +57,15 @@ class Pipeline:
             else "ok"
         )
         self.results.append(
-            StepResult(step, outcome, time.monotonic() - started, evidence)
+            StepResult(step, outcome, time.monotonic() - started, evidence(value))
         )
         return value
 
-    def skip(self, step: str, reason: str) -> None:
+    def skip(self, step: str, reason: str, commands: list[list[str]] = ()) -> None:
+        """Record a step that cannot run, showing the commands it would have run."""
         ui.skip(step, reason)
+        for args in commands:
+            ui.plan(self.session.fly.display(args))
         self.results.append(StepResult(step, "skipped", 0.0, reason))
 
     def summary(self) -> None:
@@ -83,7 +91,7 @@ class Pipeline:
 )
 def run(c, yes=False, dry_run=False, rollback=""):
     """
-    Release the backend: check, deploy and verify each app in turn.
+    Release the backend: check, deploy and verify each app.
 
     Runs preflight, auth.check and secrets.check, then deploys and verifies
     the API and then the worker. At the first failure after a deploy, puts
@@ -156,8 +164,15 @@ def release_apps(session: Session, pipeline: Pipeline, *, yes: bool) -> None:
         pipeline.run("auth.check", lambda: auth.check_access(session))
         pipeline.run("secrets.check", lambda: secrets.check_names(session))
     else:
-        pipeline.skip("auth.check", "flyctl not found (dry run)")
-        pipeline.skip("secrets.check", "flyctl not found (dry run)")
+        reason = "flyctl not found (dry run)"
+        pipeline.skip(
+            "auth.check",
+            reason,
+            [flyctl.whoami()] + [flyctl.status(a.name) for a in apps],
+        )
+        pipeline.skip(
+            "secrets.check", reason, [flyctl.secrets_list(a.name) for a in apps]
+        )
 
     if not session.dry_run:
         names = ", ".join(a.name for a in apps)
@@ -166,7 +181,9 @@ def release_apps(session: Session, pipeline: Pipeline, *, yes: bool) -> None:
 
     for app in apps:
         record = pipeline.run(
-            f"deploy.{app.key}", lambda app=app: deploy.deploy_app(session, app)
+            f"deploy.{app.key}",
+            lambda app=app: deploy.deploy_app(session, app),
+            evidence=_deploy_evidence,
         )
         expected = record.after.version if record.after else None
         pipeline.run(
@@ -174,10 +191,12 @@ def release_apps(session: Session, pipeline: Pipeline, *, yes: bool) -> None:
             lambda app=app, expected=expected: verify.verify_app(
                 session, app, expected
             ),
-            evidence=f"v{expected}" if expected else "",
+            evidence=lambda _, expected=expected: f"v{expected}" if expected else "",
         )
-        if record.after:
-            pipeline.results[-2].evidence = (
-                f"v{record.before.version if record.before else '-'} -> "
-                f"v{record.after.version} {record.after.image}"
-            )
+
+
+def _deploy_evidence(record: deploy.DeployRecord) -> str:
+    if not record.after:
+        return ""
+    before = f"v{record.before.version}" if record.before else "none"
+    return f"{before} -> v{record.after.version} {record.after.image}"

@@ -100,7 +100,7 @@ def _rollback_task(
         if dry_run:
             for plan in todo:
                 app = settings.app(plan.app)
-                ui.plan(session.fly.display(_deploy_args(app, plan.target)))
+                ui.plan(session.fly.display(_deploy_args(session, app, plan.target)))
                 ui.plan(f"inv verify.{app.key} --version <the new release>")
             return
 
@@ -337,22 +337,23 @@ def _roll_back_one(session: Session, pipeline: Pipeline, item: Progress) -> None
         record = pipeline.run(
             f"rollback.{app.key}",
             lambda: deploy.deploy_app(session, app, image=target.image),
+            evidence=lambda record: (
+                f"v{item.plan.current.version} -> "
+                f"v{record.after.version if record.after else '?'} "
+                f"(image of v{target.version})"
+            ),
         )
     except StepFailed as failed:
         _stop(item, failed)
         return
     item.release = record.after
     version = record.after.version if record.after else None
-    pipeline.results[-1].evidence = (
-        f"v{item.plan.current.version} -> v{version or '?'} "
-        f"(image of v{target.version})"
-    )
     item.stage = "verifying"
     try:
         pipeline.run(
             f"rollback.verify.{app.key}",
             lambda: verify.verify_app(session, app, version),
-            evidence=f"v{version}" if version else "",
+            evidence=lambda _: f"v{version}" if version else "",
         )
     except StepFailed as failed:
         _stop(item, failed)
@@ -407,15 +408,18 @@ def remaining_work(session: Session, failed: Sequence[Progress]) -> str:
     lines.append("run by hand what remains:")
     for item in failed:
         if item.release is None:
-            lines.append(
-                "  " + session.fly.display(_deploy_args(item.app, item.plan.target))
-            )
+            args = _deploy_args(session, item.app, item.plan.target)
+            lines.append("  " + session.fly.display(args))
         lines.append(f"  inv verify.{item.app.key}")
     return "\n".join(lines)
 
 
-def _deploy_args(app: AppSettings, target: checks.Release) -> list[str]:
-    return flyctl.deploy(app.name, app.config, image=target.image)
+def _deploy_args(
+    session: Session, app: AppSettings, target: checks.Release
+) -> list[str]:
+    """The deploy a rollback runs, as `deploy_app` builds it."""
+    config = deploy._relative(app.config, session)
+    return flyctl.deploy(app.name, config, image=target.image)
 
 
 # --- after a failed release ---------------------------------------------------
@@ -443,7 +447,10 @@ def after_failure(
     cause = "  " + failed.error.render().replace("\n", "\n  ")
     plans = _undo_plans(session, pipeline)
     if not plans:
-        return OctoError(f"{head}; nothing after it ran\n{cause}")
+        error = OctoError(f"{head}; nothing after it ran\n{cause}")
+        # A step that could not start (no flyctl, bad settings) keeps exit 2.
+        error.exit_code = failed.error.exit_code
+        return error
 
     names = ", ".join(session.settings.app(p.app).name for p in plans)
     go = mode == "automatic" or (
@@ -451,12 +458,16 @@ def after_failure(
         and ui.confirm(f"Roll back {names} to their previous images?", yes=yes)
     )
     if not go:
-        for plan in plans:
-            pipeline.skip(f"rollback.{plan.app}", f"automatic rollback is {mode}")
+        why = (
+            "the rollback was not confirmed"
+            if mode == "ask"
+            else "automatic rollback is never (octo.auto_rollback or --rollback)"
+        )
+        pipeline.skip("rollback", f"{names} not rolled back: {why}")
         recorder.result = "failed, not rolled back"
         return OctoError(
-            f"{head}; {names} stay on the new image(s) (octo.auto_rollback or "
-            f"--rollback is {mode})\n{cause}",
+            f"{head}; nothing after it ran, and {names} stay on the new image(s): "
+            f"{why}\n{cause}",
             next_command="inv rollback --yes",
         )
 

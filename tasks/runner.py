@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import queue
+import re
 import shutil
 import subprocess
 import sys
@@ -40,6 +41,7 @@ INSTALL_HINT = (
 )
 TOKEN_VARIABLES = ("FLY_ACCESS_TOKEN", "FLY_API_TOKEN")
 WINDOWS = sys.platform == "win32"
+GRAPHQL_QUERY = re.compile(r"failed to run query .*\}: ")
 
 
 def find_flyctl(configured: str) -> str | None:
@@ -81,6 +83,10 @@ def empty_token_variables(environ: Mapping[str, str]) -> list[str]:
 
 def last_error_lines(stderr: str, limit: int = 3) -> str:
     """The `Error:` line flyctl ends with, or the last lines of stderr."""
+    # Since v0.3.191 flyctl quotes the whole GraphQL query before the server's
+    # words ("failed to run query (...) { ... }: Could not find App"); the
+    # query is noise to an operator.
+    stderr = GRAPHQL_QUERY.sub("", stderr)
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     errors = [line for line in lines if line.lower().startswith("error")]
     picked = errors[-1:] if errors else lines[-limit:]

@@ -16,14 +16,14 @@ from tasks.settings import AppSettings
 VERSION_HELP = "Release version every machine must run (default: the app's current)"
 USER_AGENT = "octo-release-runbook (verify.api)"
 # Seconds spent reading recent log lines as evidence; the buffer read can hang.
-EVIDENCE_SECONDS = 8.0
+EVIDENCE_SECONDS = 5.0
 LAST_LINES_SHOWN = 10
 
 
 @task(help={"version": VERSION_HELP})
 def api(c, version=0):
     """
-    Verify the API: machines, checks and GET /health (section 6).
+    Verify the API: machines, checks and GET /health.
 
     Waits through a cold start (the API scales to zero) up to the health
     deadline, and shows recent log lines that look like errors.
@@ -34,7 +34,7 @@ def api(c, version=0):
 @task(help={"version": VERSION_HELP})
 def worker(c, version=0):
     """
-    Verify the worker: machines started and polling in its logs (section 7).
+    Verify the worker: machines up and polling in its logs.
 
     Reads the live log stream until a polling line (e.g. jobs.claim_batch)
     appears or the deadline passes, then says what to check.
@@ -137,7 +137,8 @@ def wait_for_health(session: Session, app: AppSettings) -> None:
 
     The API scales to zero, so the first requests may time out or get a 502
     from Fly's proxy while a machine starts; that is retried, with a growing
-    pause, up to one overall deadline.
+    pause capped at 1 s so a machine that comes up is noticed within a second,
+    up to one overall deadline.
     """
     import httpx
     from tenacity import Retrying, retry_if_result, stop_after_delay, wait_exponential
@@ -169,7 +170,7 @@ def wait_for_health(session: Session, app: AppSettings) -> None:
 
     retrying = Retrying(
         stop=stop_after_delay(budget),
-        wait=wait_exponential(multiplier=0.25, min=0.25, max=3.0),
+        wait=wait_exponential(multiplier=0.25, min=0.25, max=1.0),
         retry=retry_if_result(lambda problem: problem is not None),
         retry_error_callback=lambda state: state.outcome.result(),
     )

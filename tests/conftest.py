@@ -129,6 +129,9 @@ class FlyDouble:
         self.dir.mkdir(parents=True)
         self.bin.mkdir(parents=True)
         self.write(default_state())
+        # A running API has lines in its log buffer; `logs --no-tail` on an
+        # empty buffer waits for one, as the real flyctl does.
+        self.append_log(API, "INFO:     Uvicorn running on http://0.0.0.0:8080")
         python = sys.executable
         if os.name == "nt":
             (self.bin / "flyctl.cmd").write_text(f'@"{python}" "{DOUBLE}" %*\r\n')

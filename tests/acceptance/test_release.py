@@ -1,23 +1,292 @@
 """`inv release` and its steps, run as an operator runs them."""
 
-from conftest import API, WORKER
+import os
+import sys
+
+from conftest import API, SENTINEL_TOKEN, WORKER
+
+STEPS = [
+    "preflight",
+    "auth.check",
+    "secrets.check",
+    "deploy.api",
+    "verify.api",
+    "deploy.worker",
+    "verify.worker",
+]
 
 
-def test_release_clean_run_deploys_both_apps_and_prints_summary(inv, fly):
+def deployed(fly) -> set[str]:
+    """The apps the double received a deploy for."""
+    return {
+        call["argv"][call["argv"].index("--app") + 1]
+        for call in fly.calls()
+        if call["command"] == "deploy"
+    }
+
+
+def test_clean_release_deploys_both_apps_and_prints_the_summary(inv, fly):
     result = inv("release", "--yes")
 
     assert result.code == 0, result.output
-    assert "release summary" in result.stdout
-    for step in (
-        "preflight",
-        "auth.check",
-        "secrets.check",
-        "deploy.api",
-        "verify.api",
-        "deploy.worker",
-        "verify.worker",
-    ):
-        assert step in result.stdout
-    state = fly.state
-    assert state["apps"][API]["machines"][0]["version"] == 4
-    assert state["apps"][WORKER]["machines"][0]["version"] == 4
+    summary = result.stdout[result.stdout.index("release summary") :]
+    for step in STEPS:
+        assert f"{step} " in summary
+    assert "failed" not in summary
+    assert "v3 -> v4" in summary
+    assert fly.state["apps"][API]["machines"][0]["version"] == 4
+    assert fly.state["apps"][WORKER]["machines"][0]["version"] == 4
+    assert "polls: after" in result.stderr
+
+
+def test_release_passes_app_and_config_explicitly_to_every_deploy(inv, fly, project):
+    inv("release", "--yes")
+
+    deploys = [c["argv"] for c in fly.calls() if c["command"] == "deploy"]
+    assert [d[d.index("--app") + 1] for d in deploys] == [API, WORKER]
+    assert [d[d.index("--config") + 1] for d in deploys] == [
+        "fly.toml",
+        "fly.worker.toml",
+    ]
+    assert {c["cwd"] for c in fly.calls()} == {str(project)}
+
+
+def test_missing_secret_stops_before_any_deploy(inv, fly):
+    fly.update(lambda s: s["apps"][WORKER]["secrets"].pop("WORKER_BATCH"))
+
+    result = inv("release", "--yes")
+
+    assert result.code == 1
+    assert "step secrets.check failed" in result.stderr
+    assert "octodrop-platform-worker: WORKER_BATCH" in result.stderr
+    assert deployed(fly) == set()
+
+
+def test_not_logged_in_names_the_login_fix(inv, fly):
+    fly.log_out()
+
+    result = inv("release", "--yes")
+
+    assert result.code == 1
+    assert "step auth.check failed" in result.stderr
+    assert "no access token available" in result.stderr
+    assert "flyctl auth login" in result.stderr
+    assert deployed(fly) == set()
+
+
+def test_not_authorized_suggests_logout_then_login(inv, fly):
+    fly.restrict_token("tok-operator", [API])
+
+    result = inv("auth.check")
+
+    assert result.code == 1
+    assert f"{WORKER}) not reachable" in result.stderr
+    assert "Not authorized to access this firecrackerapp" in result.stderr
+    assert "flyctl auth logout`, then `flyctl auth login" in result.stderr
+
+
+def test_app_not_found_points_at_the_settings(inv, fly):
+    fly.update(lambda s: s["apps"].pop(WORKER))
+
+    result = inv("auth.check")
+
+    assert result.code == 1
+    assert f'Could not find App "{WORKER}"' in result.stderr
+    assert "invoke.yaml" in result.stderr
+
+
+def test_deploy_failing_health_checks_stops_the_release_at_deploy_api(inv, fly):
+    fly.fault("deploy_health_fail", API)
+
+    result = inv("release", "--yes", "--rollback", "never")
+
+    assert result.code == 1
+    assert "step deploy.api failed; nothing after it ran" in result.stderr
+    assert "timeout reached waiting for health checks to pass" in result.stderr
+    old_image = fly.state["apps"][API]["releases"][2]["image"]
+    assert f"--image {old_image}" in result.stderr
+    assert deployed(fly) == {API}
+
+
+def test_health_that_turns_good_after_a_cold_start_passes(inv, fly, health):
+    health.mode, health.good_after = "after", 2.0
+
+    result = inv("verify.api")
+
+    assert result.code == 0, result.output
+    assert "not yet healthy" in result.stderr
+    assert "HTTP 503" in result.stderr
+    assert health.hits > 1
+
+
+def test_health_that_never_turns_good_fails_at_the_deadline(inv, health):
+    health.mode = "never"
+
+    result = inv("release", "--yes")
+
+    assert result.code == 1
+    assert "step verify.api failed" in result.stderr
+    assert "not healthy within 6 s; last answer: HTTP 503" in result.stderr
+
+
+def test_a_hung_health_endpoint_is_bounded_by_the_deadline(inv, health):
+    health.mode = "hang"
+
+    result = inv("verify.api", env={"INVOKE_OCTO_TIMEOUTS_HEALTH": "3"})
+
+    assert result.code == 1
+    assert "no answer within" in result.stderr
+
+
+def test_silent_worker_fails_with_hints_and_last_lines(inv, fly):
+    fly.fault("silent", WORKER)
+
+    result = inv("release", "--yes", "--rollback", "never")
+
+    assert result.code == 1
+    assert "step verify.worker failed" in result.stderr
+    assert "deploy.worker │ ok" in result.stdout
+    assert "v3 -> v4" in result.stdout.split("deploy.worker")[1]
+    assert "no 'jobs.claim_batch' line" in result.stderr
+    assert "worker_start worker_id=" in result.stderr
+    assert "check: log level" in result.stderr
+
+
+def test_a_hung_flyctl_is_stopped_at_the_command_timeout(inv, fly):
+    fly.fault("hang", "status")
+
+    result = inv("auth.check", env={"INVOKE_OCTO_TIMEOUTS_COMMAND": "2"})
+
+    assert result.code == 1
+    assert "did not finish within 2 s and was stopped" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_garbage_from_flyctl_is_reported_not_a_traceback(inv, fly):
+    fly.fault("garbage", "secrets list")
+
+    result = inv("secrets.check")
+
+    assert result.code == 1
+    assert "is not JSON" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_without_flyctl_release_exits_2_with_install_instructions(inv, fly):
+    path = os.pathsep.join(
+        p for p in os.environ["PATH"].split(os.pathsep) if not (p and _has_flyctl(p))
+    )
+
+    result = inv("release", "--yes", env={"PATH": path})
+
+    assert result.code == 2
+    assert "flyctl not found" in result.stderr
+    assert "install.ps1" in result.stderr
+
+
+def test_without_flyctl_dry_run_still_prints_the_plan(inv, fly):
+    path = os.pathsep.join(
+        p for p in os.environ["PATH"].split(os.pathsep) if not (p and _has_flyctl(p))
+    )
+
+    result = inv("release", "--dry-run", env={"PATH": path})
+
+    assert result.code == 0, result.output
+    assert "would run: flyctl auth whoami --json" in result.stderr
+    assert (
+        "would run: flyctl secrets list --app octodrop-platform-worker" in result.stderr
+    )
+    assert "would run: flyctl deploy --app octodrop-platform-api" in result.stderr
+    assert "would run: flyctl deploy --app octodrop-platform-worker" in result.stderr
+    assert result.stderr.index("octodrop-platform-api --config") < result.stderr.index(
+        "octodrop-platform-worker --config"
+    )
+    assert fly.calls() == []
+
+
+def test_dry_run_runs_the_reads_and_changes_nothing(inv, fly):
+    result = inv("release", "--dry-run")
+
+    assert result.code == 0, result.output
+    assert "would run: flyctl deploy" in result.stderr
+    assert "deploy" not in fly.commands()
+    assert "secrets list" in fly.commands()
+
+
+def test_release_without_a_terminal_and_without_yes_exits_2(inv, fly):
+    result = inv("release")
+
+    assert result.code == 2
+    assert "--yes" in result.stderr
+    assert fly.calls() == []
+
+
+def test_a_malformed_env_file_stops_preflight(inv, fly, project):
+    (project / ".env").write_text('OPENAI_MODEL="unclosed\nUSE_DB=true\n')
+
+    result = inv("preflight")
+
+    assert result.code == 2
+    assert ".env line 1: not NAME=VALUE" in result.stderr
+
+
+def test_running_outside_the_repository_root_is_refused(inv, project):
+    (project / "tasks" / "sub").mkdir()
+
+    result = inv("preflight", cwd=project / "tasks")
+
+    assert result.code == 2
+    assert "not the repository root" in result.stderr
+
+
+def test_deploy_image_option_reaches_flyctl(inv, fly):
+    image = (
+        "registry.fly.io/octodrop-platform-api:deployment-01K3OLD0000000000000000001"
+    )
+
+    result = inv("deploy.api", "--yes", "--image", image)
+
+    assert result.code == 0, result.output
+    (call,) = [c for c in fly.calls() if c["command"] == "deploy"]
+    assert call["argv"][-2:] == ["--image", image]
+    assert "octodrop-platform-api deployed v4" in result.stderr
+
+
+def test_ci_token_passes_through_an_empty_access_token_and_never_shows(inv, fly):
+    fly.log_out()
+    env = {"FLY_ACCESS_TOKEN": "", "FLY_API_TOKEN": SENTINEL_TOKEN}
+
+    result = inv("release", "--yes", env=env)
+
+    assert result.code == 0, result.output
+    assert "FLY_ACCESS_TOKEN is set but empty" in result.stderr
+    assert "ci@example.com" in result.stderr
+    assert SENTINEL_TOKEN not in result.output
+    assert not any(SENTINEL_TOKEN in " ".join(c["argv"]) for c in fly.calls())
+
+
+def test_a_third_app_needs_only_configuration(inv, fly, project):
+    with (project / "invoke.yaml").open("a", encoding="utf-8") as fh:
+        fh.write(
+            "    scheduler:\n"
+            "      name: octodrop-platform-worker\n"
+            "      config: fly.worker.toml\n"
+            "      poll_pattern: jobs.claim_batch\n"
+            "      required_secrets: [USE_DB]\n"
+        )
+
+    result = inv("verify.app", "--app", "scheduler")
+
+    assert result.code == 0, result.output
+    assert "scheduler (octodrop-platform-worker)" in result.stderr
+
+
+def _has_flyctl(folder: str) -> bool:
+    names = ("flyctl", "fly", "flyctl.exe", "fly.exe", "flyctl.cmd")
+    return any(os.path.exists(os.path.join(folder, n)) for n in names)
+
+
+if sys.platform == "win32":  # pragma: no cover - the double's wrapper is POSIX-only
+    import pytest
+
+    pytestmark = pytest.mark.skip("the flyctl double's wrapper script is POSIX-only")

@@ -17,14 +17,15 @@ Faults (state["faults"]):
     deploy_health_fail: [app]     the first machine never passes health checks
     crash_loop: [app]             the new release keeps exiting
     silent: [app]                 the worker prints no polling lines
-    The three lists above may also hold an image ref: then only a deploy of
-    that image fails, or only machines running it stay silent, as when a
-    bad build, not the app, is at fault.
+    garbage: [command]            prints an HTML error page and exits 0
+    logs_unauthorized: [app]      `logs` fails with 401 Unauthorized
+    missing_images: [image ref]   deploy --image cannot find it
+    The lists deploy_health_fail, crash_loop and silent may also hold an
+    image ref: then only a deploy of that image fails, or only machines
+    running it stay silent, as when a bad build, not the app, is at fault.
     bad_builds: {app: [kind, ...]}  every image a deploy of APP builds (no
                                   --image) gets those faults; images deployed
                                   by ref keep theirs, so a rollback can work
-Top level:
-    missing_images: [ref, ...]    deploy --image REF cannot find the image
 """
 
 from __future__ import annotations
@@ -908,12 +909,22 @@ def main(argv: list[str]) -> int:
             stdin = sys.stdin.read()
         with (STATE_DIR / "calls.jsonl").open("a", encoding="utf-8") as fh:
             fh.write(
-                json.dumps({"argv": argv, "command": command, "stdin": bool(stdin)})
+                json.dumps(
+                    {
+                        "argv": argv,
+                        "command": command,
+                        "cwd": os.getcwd(),
+                        "stdin": bool(stdin),
+                    }
+                )
                 + "\n"
             )
         faults = state.get("faults", {})
         if command in faults.get("hang", []):
             time.sleep(3600)
+        if command in faults.get("garbage", []):
+            sys.stdout.write("<html><body>502 Bad Gateway</body></html>\n")
+            return 0
         if command in faults.get("fail", {}):
             fault = faults["fail"][command]
             sys.stderr.write(fault["stderr"].rstrip("\n") + "\n")
