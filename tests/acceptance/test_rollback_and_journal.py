@@ -263,3 +263,26 @@ def test_ctrl_c_during_rollback_says_where_each_app_stands(project, fly, health)
     assert "where each app stands" in stderr
     assert f"{WORKER}: stopped while deploying the image of v2" in stderr
     assert f"{API}: not rolled back; still on v3" in stderr
+
+
+def test_rollback_without_a_terminal_or_yes_shows_the_plan_and_exits_2(inv, fly):
+    result = inv("rollback.api")
+
+    assert result.code == 2, result.output
+    assert f"{API} v3 (complete) -> the image of v2" in result.stderr
+    assert "pass --yes to confirm" in result.stderr
+    assert deploys(fly) == []
+
+
+def test_a_deploy_task_is_journaled_with_digests(inv, fly, project):
+    result = inv("deploy.api", "--yes")
+
+    assert result.code == 0, result.output
+    record = journal(project)[-1]
+    assert (record["task"], record["result"]) == ("deploy.api", "ok")
+    assert record["who"]["fly"] == "operator@example.com"
+    [entry] = record["apps"]
+    assert (entry["before"]["version"], entry["after"]["version"]) == (3, 4)
+    assert len(entry["config_sha256"]) == 64
+    digests = fly.state["apps"][API]["secrets"]
+    assert entry["secret_digests"] == {n: s["digest"] for n, s in digests.items()}
