@@ -17,6 +17,7 @@ from invoke import Collection  # noqa: E402
 
 from tasks import (  # noqa: E402
     auth,
+    db,
     deploy,
     preflight,
     release,
@@ -27,7 +28,7 @@ from tasks import (  # noqa: E402
 
 ns = Collection()
 ns.add_task(preflight.preflight)
-for module in (auth, secrets, deploy, verify, release, rollback):
+for module in (auth, secrets, db, deploy, verify, release, rollback):
     ns.add_collection(Collection.from_module(module))
 # Every flyctl call passes its own timeout; this is invoke's default echo style.
 ns.configure({"run": {"echo_format": "\033[1;37m$ {command}\033[0m"}})

@@ -15,7 +15,7 @@ from tasks.runner import empty_token_variables
 from tasks.session import PROJECT_ROOT, Session, open_session
 
 
-@task(default=True)
+@task
 def preflight(c):
     """
     Check flyctl, the Fly config files and the working folder.

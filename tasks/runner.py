@@ -165,7 +165,7 @@ class Flyctl:
             hide=quiet or stdin is not None,
             echo=True,
             timeout=timeout,
-            in_stream=io.StringIO(stdin) if stdin is not None else None,
+            in_stream=_WholeStream(stdin) if stdin is not None else None,
         )
         self._raise_for(result, args, app)
         return result
@@ -252,6 +252,19 @@ class Flyctl:
             stderr_tail=last_error_lines(stderr),
             diagnoses=diagnose(stderr, "flyctl", app=app),
         )
+
+
+class _WholeStream(io.StringIO):
+    """Text for a child's standard input, handed over in one read.
+
+    invoke reads a non-terminal in_stream one character per loop and sleeps
+    10 ms between loops, so a few kilobytes of secrets took longer than the
+    command timeout; returning everything at once, then "", feeds the text
+    and closes the child's stdin (EOF) straight away.
+    """
+
+    def read(self, size: int | None = -1) -> str:
+        return super().read()
 
 
 def _pump(stream: Any, lines: queue.Queue[str | None]) -> None:

@@ -29,6 +29,17 @@ PROJECT_FILES = [
 API = "octodrop-platform-api"
 WORKER = "octodrop-platform-worker"
 OPERATOR_TOKEN = "tok-operator"
+RUNNER_VARIABLES_DROPPED = (
+    "FLY_",
+    "INVOKE_",
+    "PYTEST_",
+    "SUPABASE_",
+    "OPENAI_",
+    "WORKER_",
+    "USE_DB",
+    "OCTO_",
+    "SMOKE_",
+)
 # Sentinel values: they must never appear in any output or flyctl argument.
 SENTINEL_TOKEN = "FlyV1 fm2_SENTINEL-TOKEN-4f9a"
 
@@ -314,12 +325,18 @@ def inv(project: Path, fly: FlyDouble, health: HealthServer):
     """Run the real `inv` in a subprocess, as the operator would."""
 
     def run(
-        *args: str, env: dict | None = None, timeout: float = 120, cwd=None
+        *args: str,
+        env: dict | None = None,
+        timeout: float = 120,
+        cwd=None,
+        stdin: str | None = None,
     ) -> InvResult:
         child = {
             k: v
             for k, v in os.environ.items()
-            if not k.startswith(("FLY_", "INVOKE_", "PYTEST_"))
+            # The tests' own settings and secrets only: real environment
+            # variables win over .env, so the runner's would leak in.
+            if not k.startswith(RUNNER_VARIABLES_DROPPED)
         }
         child.update(
             PATH=str(fly.bin) + os.pathsep + child.get("PATH", ""),
@@ -337,7 +354,8 @@ def inv(project: Path, fly: FlyDouble, health: HealthServer):
             [sys.executable, "-m", "invoke", *args],
             cwd=cwd or project,
             env=child,
-            stdin=subprocess.DEVNULL,
+            input=stdin,
+            stdin=subprocess.DEVNULL if stdin is None else None,
             capture_output=True,
             text=True,
             encoding="utf-8",
