@@ -7,7 +7,7 @@ from pathlib import Path
 
 from invoke import task
 
-from tasks import checks, flyctl, ui
+from tasks import checks, flyctl, journal, ui
 from tasks.errors import FlyctlError, OctoError, task_boundary
 from tasks.session import Session, open_session
 from tasks.settings import AppSettings
@@ -76,7 +76,8 @@ def _deploy_task(c, key: str, image: str, yes: bool, dry_run: bool) -> None:
             f"Deploy {target.name} to production?", yes=yes
         ):
             raise OctoError("not confirmed; nothing was deployed")
-        deploy_app(session, target, image=image)
+        with journal.recording(session, f"deploy.{key}"):
+            deploy_app(session, target, image=image)
         ui.done(f"deploy.{key}", session.started)
 
 
@@ -108,6 +109,8 @@ def deploy_app(session: Session, app: AppSettings, *, image: str = "") -> Deploy
     if before:
         ui.ok(f"{app.name} now runs v{before.version}", before.image or "image unknown")
     args = flyctl.deploy(app.name, _relative(app.config, session), image=image)
+    if session.fly.available and not session.dry_run:
+        session.replaced.setdefault(app.key, before)
     try:
         result = session.fly.change(args, app=app.name)
     except FlyctlError as exc:

@@ -9,8 +9,9 @@ from typing import Any
 
 from invoke import task
 
-from tasks import auth, deploy, flyctl, preflight, secrets, smoke, ui, verify
+from tasks import auth, deploy, flyctl, journal, preflight, secrets, smoke, ui, verify
 from tasks.errors import OctoError, task_boundary
+from tasks.rollback import after_failure, interrupted_release, mode_of
 from tasks.session import Session, open_session
 
 
@@ -84,39 +85,78 @@ class Pipeline:
         "yes": "Release without asking first (for CI)",
         "dry_run": "Run the read-only checks and print every command a release "
         "would run, in order; change nothing (works without flyctl)",
+        "rollback": "When a step fails after a deploy: automatic, ask or never "
+        "roll back the apps deployed so far (default from octo.auto_rollback)",
         "skip_smoke": "Release without the smoke test that otherwise runs last "
         "(inv smoke, section 8)",
     },
 )
-def run(c, yes=False, dry_run=False, skip_smoke=False):
+def run(c, yes=False, dry_run=False, rollback="", skip_smoke=False):
     """
     Release the backend: check, deploy and verify each app.
 
     Runs preflight, auth.check and secrets.check, then deploys and verifies
-    the API and then the worker, and ends with the smoke test. Stops at the
-    first failure, naming the step and the next command, and ends with a
-    summary table.
+    the API and then the worker, and ends with the smoke test. At the first
+    failure after a deploy, puts the apps deployed so far back on their
+    previous images and verifies them. Ends with a summary table; the
+    journal keeps the run.
     """
     with task_boundary("release"):
         if not dry_run and not yes:
             ui.require_terminal("release asks before deploying to production")
         session = open_session(c, dry_run=dry_run)
+        mode = mode_of(session.settings.extra, rollback)
         pipeline = Pipeline(session)
-        try:
-            release_apps(session, pipeline, yes=yes, skip_smoke=skip_smoke)
-        except StepFailed as failed:
+        with journal.recording(session, "release", pipeline.results) as recorder:
+            try:
+                release_apps(session, pipeline, yes=yes, skip_smoke=skip_smoke)
+            except StepFailed as failed:
+                error = after_failure(
+                    session, pipeline, recorder, failed, mode=mode, yes=yes
+                )
+                pipeline.summary()
+                raise error from None
+            except KeyboardInterrupt:
+                interrupted_release(session)
+                raise
             pipeline.summary()
-            error = OctoError(
-                f"step {failed.step} failed; nothing after it ran\n  "
-                + failed.error.render().replace("\n", "\n  ")
-            )
-            # A step that could not start (no flyctl, bad settings) keeps exit 2.
-            error.exit_code = failed.error.exit_code
-            raise error from None
-        pipeline.summary()
         verb = "planned (dry run, nothing changed)" if dry_run else "released"
         ui.ok(f"{', '.join(a.name for a in session.settings.apps)} {verb}")
         ui.done("release", session.started)
+
+
+@task(
+    help={
+        "json": "Print the records as a JSON array on stdout (newest first), "
+        "for scripts",
+        "limit": "Show only the newest N runs (default: all)",
+    }
+)
+def history(c, json=False, limit=0):
+    """
+    Show the release journal, newest first.
+
+    One row per release, deploy and rollback: when, result, who ran it and
+    each app's release before and after. With --json, the full records
+    (steps, image refs, config hashes, secret digests) go to stdout.
+    """
+    with task_boundary("release.history"):
+        session = open_session(c)
+        path = journal.path_of(session.settings)
+        records = journal.read(path)
+        if json:
+            newest = list(reversed(records))
+            ui.data(journal.dumps(newest[: int(limit)] if limit else newest))
+            return
+        if not records:
+            ui.skip("the journal is empty", f"no runs recorded in {path} yet")
+            return
+        ui.table(
+            f"release journal ({path.name}, newest first)",
+            ["when (UTC)", "task", "result", "who", "apps", "duration"],
+            journal.history_rows(records, int(limit)),
+            result_column=2,
+        )
 
 
 def release_apps(

@@ -15,6 +15,7 @@ from tasks.runner import Flyctl
 if TYPE_CHECKING:
     from invoke import Context
 
+    from tasks.checks import Release
     from tasks.settings import AppSettings, Settings
 
 # The folder holding tasks.py, invoke.yaml and the Fly config files.
@@ -28,6 +29,9 @@ class Session:
     fly: Flyctl
     dry_run: bool
     started: float = field(default_factory=time.monotonic)
+    # App key -> the release it ran before this task first deployed it, in
+    # deploy order: what an automatic rollback returns to.
+    replaced: dict[str, Release | None] = field(default_factory=dict)
 
     def fly_config(self, app: AppSettings) -> dict[str, Any]:
         """The parsed Fly config file of APP."""

@@ -95,6 +95,12 @@ def table(
     _console(stderr=False).print(grid)
 
 
+def data(text: str) -> None:
+    """Data meant for piping (JSON) on stdout, exactly as given."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def require_terminal(why: str) -> None:
     """Fail now, before any work, when a later question could not be asked."""
     if not sys.stdin or not sys.stdin.isatty():

@@ -177,6 +177,21 @@ class FlyDouble:
 
         self.update(add)
 
+    def bad_build(self, app: str, kind: str) -> None:
+        """Make every image a deploy builds for APP misbehave with KIND.
+
+        KIND is deploy_health_fail, crash_loop or silent. Images deployed by
+        ref (a rollback) are unaffected, so the fault follows the new build.
+        """
+        self.update(
+            lambda s: (
+                s["faults"]
+                .setdefault("bad_builds", {})
+                .setdefault(app, [])
+                .append(kind)
+            )
+        )
+
     def log_out(self) -> None:
         self.update(lambda s: s.update(config_token=None))
 

@@ -98,7 +98,7 @@ def test_app_not_found_points_at_the_settings(inv, fly):
 def test_deploy_failing_health_checks_stops_the_release_at_deploy_api(inv, fly):
     fly.fault("deploy_health_fail", API)
 
-    result = inv("release", "--yes")
+    result = inv("release", "--yes", "--rollback", "never")
 
     assert result.code == 1
     assert "step deploy.api failed; nothing after it ran" in result.stderr
@@ -141,7 +141,7 @@ def test_a_hung_health_endpoint_is_bounded_by_the_deadline(inv, health):
 def test_silent_worker_fails_with_hints_and_last_lines(inv, fly):
     fly.fault("silent", WORKER)
 
-    result = inv("release", "--yes")
+    result = inv("release", "--yes", "--rollback", "never")
 
     assert result.code == 1
     assert "step verify.worker failed" in result.stderr

@@ -20,6 +20,12 @@ Faults (state["faults"]):
     garbage: [command]            prints an HTML error page and exits 0
     logs_unauthorized: [app]      `logs` fails with 401 Unauthorized
     missing_images: [image ref]   deploy --image cannot find it
+    The lists deploy_health_fail, crash_loop and silent may also hold an
+    image ref: then only a deploy of that image fails, or only machines
+    running it stay silent, as when a bad build, not the app, is at fault.
+    bad_builds: {app: [kind, ...]}  every image a deploy of APP builds (no
+                                  --image) gets those faults; images deployed
+                                  by ref keep theirs, so a rollback can work
 """
 
 from __future__ import annotations
@@ -638,6 +644,10 @@ def cmd_deploy(state, flags, pos, stdin):
     app = app_of(state, flags, who, wrap="")
     name = app["name"]
     image = flags.get("image") or f"registry.fly.io/{name}:deployment-{ulid()}"
+    if not flags.get("image"):
+        # A fault of a bad build belongs to the image it produced.
+        for kind in state["faults"].get("bad_builds", {}).get(name, []):
+            state["faults"].setdefault(kind, []).append(image)
     if image in state.get("missing_images", []):
         raise FlyError(
             f"failed to fetch an image or build from source: could not "
@@ -669,8 +679,8 @@ def cmd_deploy(state, flags, pos, stdin):
     if not app["machines"]:
         app["machines"] = [new_machine(app, image, version, state["tick"])]
     n = len(app["machines"])
-    failing = name in state["faults"].get("deploy_health_fail", [])
-    crashing = name in state["faults"].get("crash_loop", [])
+    failing = {name, image} & set(state["faults"].get("deploy_health_fail", []))
+    crashing = {name, image} & set(state["faults"].get("crash_loop", []))
     for i, m in enumerate(app["machines"], 1):
         tag = f"[{i}/{n}] " if n > 1 else ""
         print(f"> {tag}Updating machine config for {m['id']}")
@@ -835,9 +845,10 @@ def cmd_logs(state, flags, pos, stdin):
     while True:
         drain()
         if poller and not flags.get("no-tail") and time.monotonic() >= next_poll:
-            current = load()["apps"][name]
-            for m in current["machines"]:
-                if m["state"] == "started":
+            current = load()
+            silent = set(current["faults"].get("silent", []))
+            for m in current["apps"][name]["machines"]:
+                if m["state"] == "started" and m["image"] not in silent:
                     entry = {
                         "timestamp": now_nano(),
                         "instance": m["id"],
