@@ -9,7 +9,7 @@ import re
 
 import pytest
 import smoke_server
-from conftest import WORKER
+from conftest import API, WORKER
 from smoke_server import ENTITY, LAST_ERROR, SENTINELS
 
 SMOKE_STEPS = (
@@ -39,6 +39,10 @@ def summary_rows(stdout: str, title: str) -> dict[str, str]:
         if len(cells) >= 2 and cells[1] in {"ok", "failed", "skipped", "planned"}:
             rows[cells[0]] = cells[1]
     return rows
+
+
+def machine_images(fly, app) -> set[str]:
+    return {m["image"] for m in fly.state["apps"][app]["machines"]}
 
 
 def assert_no_secrets(result, smoke_api, fly, *extra: str) -> None:
@@ -239,14 +243,22 @@ def test_release_runs_the_smoke_test_last(inv, fly, smoke_api, dotenv):
     assert_no_secrets(result, smoke_api, fly)
 
 
-def test_release_fails_when_the_smoke_test_fails(inv, fly, smoke_api, dotenv):
+def test_release_whose_smoke_test_fails_rolls_both_apps_back(
+    inv, fly, smoke_api, dotenv
+):
+    running = {app: machine_images(fly, app) for app in (API, WORKER)}
     smoke_api.job_mode = "dead"
 
     result = inv("release", "--yes", env=dotenv)
 
     assert result.code == 1, result.output
-    assert "step smoke.job failed" in result.stderr
-    assert summary_rows(result.stdout, "release summary")["smoke.job"] == "failed"
+    assert "step smoke.job failed; the apps it deployed are back" in result.stderr
+    rows = summary_rows(result.stdout, "release summary")
+    assert rows["smoke.job"] == "failed"
+    assert rows["rollback.verify.api"] == rows["rollback.verify.worker"] == "ok"
+    # Back on the images they ran before the release, not the new build.
+    for app in (API, WORKER):
+        assert machine_images(fly, app) == running[app]
     assert_no_secrets(result, smoke_api, fly)
 
 
