@@ -21,15 +21,21 @@ class OctoError(Exception):
 
     exit_code = 1
 
-    def __init__(self, message: str, *, next_command: str = "") -> None:
+    def __init__(
+        self, message: str, *, next_command: str = "", diagnoses: tuple = ()
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.next_command = next_command
+        # Catalogue entries (tasks/failures.toml) the evidence matched.
+        self.diagnoses = diagnoses
 
     def render(self) -> str:
+        lines = [self.message]
+        lines += _diagnosis_lines(self.diagnoses)
         if self.next_command:
-            return f"{self.message}\n  next: {self.next_command}"
-        return self.message
+            lines.append(f"  next: {self.next_command}")
+        return "\n".join(lines)
 
 
 class UsageError(OctoError):
@@ -51,19 +57,16 @@ class FlyctlError(OctoError):
         diagnoses: tuple = (),
         next_command: str = "",
     ) -> None:
-        super().__init__(message, next_command=next_command)
+        super().__init__(message, next_command=next_command, diagnoses=diagnoses)
         self.command = command
         self.flyctl_exit_code = exit_code
         self.stderr_tail = stderr_tail
-        self.diagnoses = diagnoses
 
     def render(self) -> str:
         lines = [self.message]
         if self.stderr_tail:
             lines.append(f"  flyctl said: {self.stderr_tail}")
-        for diagnosis in self.diagnoses:
-            lines.append(f"  diagnosis: {diagnosis.meaning}")
-            lines.append(f"  fix: {diagnosis.fix}")
+        lines += _diagnosis_lines(self.diagnoses)
         if self.next_command:
             lines.append(f"  next: {self.next_command}")
         return "\n".join(lines)
@@ -71,6 +74,14 @@ class FlyctlError(OctoError):
 
 class FlyctlTimeout(FlyctlError):
     pass
+
+
+def _diagnosis_lines(diagnoses: tuple) -> list[str]:
+    lines = []
+    for diagnosis in diagnoses:
+        lines.append(f"  diagnosis: {diagnosis.meaning}")
+        lines.append(f"  fix: {diagnosis.fix}")
+    return lines
 
 
 @contextlib.contextmanager
