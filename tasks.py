@@ -19,6 +19,7 @@ from tasks import (  # noqa: E402
     auth,
     db,
     deploy,
+    doctor,
     preflight,
     release,
     rollback,
@@ -29,6 +30,7 @@ from tasks import (  # noqa: E402
 
 ns = Collection()
 ns.add_task(preflight.preflight)
+ns.add_task(doctor.doctor)
 for module in (auth, secrets, db, deploy, verify, smoke, release, rollback):
     ns.add_collection(Collection.from_module(module))
 # Every flyctl call passes its own timeout; this is invoke's default echo style.

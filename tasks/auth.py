@@ -9,6 +9,14 @@ from tasks.errors import FlyctlError, OctoError, task_boundary
 from tasks.session import Session, open_session
 
 
+class AppsUnreachable(OctoError):
+    """Logged in, but some configured apps cannot be reached."""
+
+    def __init__(self, message: str, *, apps: list[str], diagnoses: tuple) -> None:
+        super().__init__(message, diagnoses=diagnoses)
+        self.apps = apps
+
+
 @task
 def check(c):
     """
@@ -31,11 +39,13 @@ def check_access(session: Session) -> dict[str, checks.AppStatus]:
     except FlyctlError as exc:
         _report(exc)
         fix = exc.diagnoses[0].fix if exc.diagnoses else "flyctl auth login"
-        raise OctoError("not logged in to Fly.io", next_command=fix) from None
+        raise OctoError(
+            "not logged in to Fly.io", next_command=fix, diagnoses=exc.diagnoses
+        ) from None
 
     # NOTE: whoami succeeding proves little: a stale session still answers it
     # while app commands fail with "Not authorized to access this firecrackerapp".
-    statuses, failed = {}, []
+    statuses, failed, diagnoses = {}, [], []
     for app in session.settings.apps:
         try:
             data = fly.read_json(flyctl.status(app.name), app=app.name)
@@ -48,6 +58,7 @@ def check_access(session: Session) -> dict[str, checks.AppStatus]:
             ui.fail(f"{app.label} not reachable")
             _report(exc)
             failed.append(app.name)
+            diagnoses += [d for d in exc.diagnoses if d not in diagnoses]
             continue
         statuses[app.key] = status
         ui.ok(
@@ -55,14 +66,14 @@ def check_access(session: Session) -> dict[str, checks.AppStatus]:
             f"release v{status.version}, {len(status.machines)} machine(s)",
         )
     if failed:
-        raise OctoError(
-            f"{len(failed)} app(s) not reachable: {', '.join(failed)} (diagnosis above)"
+        raise AppsUnreachable(
+            f"{len(failed)} app(s) not reachable: {', '.join(failed)}",
+            apps=failed,
+            diagnoses=tuple(diagnoses),
         )
     return statuses
 
 
 def _report(exc: FlyctlError) -> None:
+    # The diagnoses travel on the error raised at the end, shown once there.
     ui.detail(f"flyctl said: {exc.stderr_tail or exc.message}")
-    for failure in exc.diagnoses:
-        ui.detail(f"diagnosis: {failure.meaning}")
-        ui.detail(f"fix: {failure.fix}")

@@ -172,6 +172,19 @@ class Flyctl:
         self._raise_for(result, args, app)
         return result
 
+    def interactive(self, args: list[str]) -> int:
+        """Run a command that talks to the operator on this terminal.
+
+        `flyctl auth login` opens a browser and waits on the terminal, so it
+        gets the real standard input and output rather than invoke's pipes.
+        Returns flyctl's exit code.
+        """
+        program = self.require()
+        from tasks import ui
+
+        ui.step(f"Running {self.display(args)}")
+        return subprocess.run([program, *args], env=self.env, check=False).returncode
+
     def stream(
         self,
         args: list[str],

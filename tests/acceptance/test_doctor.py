@@ -1,0 +1,186 @@
+"""`inv doctor`: every read-only check, one table, diagnoses and fixes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import API, WORKER
+from test_secrets import assert_no_secret_leaks, good_values, write_env
+
+
+def healthy_values() -> dict[str, str]:
+    # A shared worker: WORKER_ORG_ID set is valid but worth a warning.
+    return good_values() | {"WORKER_ORG_ID": ""}
+
+
+@pytest.fixture(autouse=True)
+def good_env(project):
+    """A healthy setup: every value in .env valid."""
+    write_env(project, healthy_values())
+    return healthy_values()
+
+
+def doctor(inv, *args: str, **kwargs):
+    result = inv("doctor", "--json", *args, **kwargs)
+    rows = {row["check"]: row for row in json.loads(result.stdout)}
+    return result, rows
+
+
+def test_healthy_setup_prints_an_all_clear_table_and_exits_0(inv):
+    result = inv("doctor")
+
+    assert result.code == 0, result.output
+    table = result.stdout
+    for check in ("preflight", "auth.check", "secrets.check", "verify.worker"):
+        assert check in table
+    assert "failed" not in table
+    assert "doctor: all clear" not in result.stderr
+    assert "all clear" in result.stderr
+
+
+def test_healthy_setup_has_every_section_ok(inv):
+    result, rows = doctor(inv)
+
+    assert result.code == 0, result.output
+    assert {name: row["result"] for name, row in rows.items()} == {
+        "preflight": "ok",
+        "fly token variables": "ok",
+        "auth.check": "ok",
+        "secrets.check": "ok",
+        "secrets.validate": "ok",
+        "verify.api": "ok",
+        "verify.worker": "ok",
+    }
+
+
+def test_without_env_values_the_value_check_is_skipped_not_failed(inv, project):
+    (project / ".env").unlink()
+
+    result, rows = doctor(inv, env={"SUPABASE_URL": None, "SUPABASE_ANON_KEY": None})
+
+    assert result.code == 0, result.output
+    assert rows["secrets.validate"]["result"] == "skipped"
+
+
+def test_not_logged_in_names_the_failure_and_skips_the_fly_checks(inv, fly):
+    fly.log_out()
+
+    result, rows = doctor(inv)
+
+    assert result.code == 1
+    assert rows["auth.check"]["failures"] == ["not-logged-in"]
+    assert "nobody is logged in" in rows["auth.check"]["diagnosis"]
+    assert "flyctl auth login" in rows["auth.check"]["fix"]
+    assert rows["secrets.check"]["result"] == "skipped"
+    assert rows["verify.worker"]["result"] == "skipped"
+    assert rows["secrets.validate"]["result"] == "ok"
+    assert "doctor: 1 check(s) failed: auth.check" in result.stderr
+
+
+def test_not_authorized_suggests_logout_then_login(inv, fly):
+    fly.restrict_token("tok-operator", [API])
+
+    result, rows = doctor(inv)
+
+    assert result.code == 1
+    assert rows["auth.check"]["failures"] == ["not-authorized"]
+    assert "stale login session" in rows["auth.check"]["diagnosis"]
+    assert "flyctl auth logout`, then `flyctl auth login" in rows["auth.check"]["fix"]
+
+
+def test_app_not_found_is_named_and_local_checks_still_run(inv, fly, project):
+    write_env(project, healthy_values() | {"WORKER_BATCH": "zero"})
+    fly.update(lambda s: s["apps"].pop(WORKER))
+
+    result, rows = doctor(inv)
+
+    assert result.code == 1
+    assert rows["auth.check"]["failures"] == ["app-not-found"]
+    assert (
+        WORKER in rows["auth.check"]["fix"]
+        or "invoke.yaml" in rows["auth.check"]["fix"]
+    )
+    assert rows["secrets.validate"]["result"] == "failed"
+    assert "WORKER_BATCH" in rows["secrets.validate"]["diagnosis"]
+
+
+def test_empty_token_variable_is_a_warning_with_its_fix(inv):
+    result, rows = doctor(inv, env={"FLY_ACCESS_TOKEN": ""})
+
+    assert result.code == 0, result.output
+    row = rows["fly token variables"]
+    assert row["result"] == "warning"
+    assert row["failures"] == ["empty-token-variable"]
+    assert "Remove-Item Env:FLY_ACCESS_TOKEN" in row["fix"]
+
+
+def test_bad_database_url_in_env_is_named_with_its_fix(inv, project):
+    bad_url = "postgresql://postgres:p@ss@db.abcdefghijklmnopqrst.supabase.co/postgres"
+    write_env(project, healthy_values() | {"SUPABASE_DB_URL": bad_url})
+
+    result, rows = doctor(inv)
+
+    assert result.code == 1
+    row = rows["secrets.validate"]
+    assert row["result"] == "failed"
+    assert "SUPABASE_DB_URL" in row["diagnosis"]
+    assert "inv db.url" in row["fix"]
+    assert "p@ss" not in result.output
+
+
+def test_missing_secret_is_staged_from_env_with_fix(inv, fly, good_env):
+    fly.update(lambda s: s["apps"][WORKER]["secrets"].pop("WORKER_BATCH"))
+
+    result, rows = doctor(inv, "--fix", "--yes")
+
+    assert result.code == 0, result.output
+    assert rows["secrets.check"]["result"] == "ok"
+    assert rows["secrets.check"]["fixed"] is True
+    assert fly.secret_value(WORKER, "WORKER_BATCH") == "5"
+    imports = [c for c in fly.calls() if c["command"] == "secrets import"]
+    assert [c["argv"][c["argv"].index("--app") + 1] for c in imports] == [WORKER]
+    assert_no_secret_leaks(result, fly, good_env)
+
+
+def test_without_fix_nothing_is_changed(inv, fly):
+    fly.update(lambda s: s["apps"][WORKER]["secrets"].pop("WORKER_BATCH"))
+
+    result, rows = doctor(inv)
+
+    assert result.code == 1
+    assert "WORKER_BATCH missing" in rows["secrets.check"]["diagnosis"]
+    assert rows["secrets.check"]["fix"] == "inv secrets.set WORKER_BATCH (from .env)"
+    assert not [c for c in fly.calls() if c["command"] == "secrets import"]
+    assert "next: inv doctor --fix" in result.stderr
+
+
+def test_fix_without_a_terminal_or_yes_changes_nothing(inv, fly):
+    fly.update(lambda s: s["apps"][WORKER]["secrets"].pop("WORKER_BATCH"))
+
+    result, rows = doctor(inv, "--fix")
+
+    assert result.code == 1
+    assert "pass --yes" in result.stderr
+    assert not [c for c in fly.calls() if c["command"] == "secrets import"]
+
+
+def test_unhealthy_api_and_silent_worker_are_both_reported(inv, fly, health):
+    health.mode = "never"
+    fly.fault("silent", WORKER)
+
+    result, rows = doctor(inv)
+
+    assert result.code == 1
+    assert rows["verify.api"]["result"] == "failed"
+    assert rows["verify.worker"]["result"] == "failed"
+    assert "doctor: 2 check(s) failed: verify.api, verify.worker" in result.stderr
+
+
+def test_without_flyctl_the_fly_checks_are_skipped(inv):
+    result, rows = doctor(inv, env={"PATH": "/nonexistent"})
+
+    assert result.code == 1
+    assert "install flyctl" in rows["preflight"]["fix"]
+    assert rows["auth.check"]["result"] == "skipped"
+    assert rows["verify.api"]["result"] == "skipped"
