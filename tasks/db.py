@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-import sys
 from pathlib import Path
 
 from invoke import task
@@ -52,7 +50,7 @@ def url(
             settings, kind, ref, pooler_host, role, host, port
         )
 
-        password = _read_password()
+        password = ui.read_secret("Database password")
         built = Secret(
             values.build_db_url(
                 user=user,
@@ -109,19 +107,6 @@ def _endpoint(
         return values.supabase_endpoint(kind, ref, pooler_host, role)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-
-
-def _read_password() -> Secret:
-    if sys.stdin is not None and sys.stdin.isatty():
-        password = getpass.getpass("Database password (not echoed): ")
-    else:
-        line = sys.stdin.readline() if sys.stdin is not None else ""
-        password = line.rstrip("\r\n")
-    if not password:
-        raise UsageError(
-            "no password given (type it at the prompt, or pipe one line on standard input)"
-        )
-    return Secret(password)
 
 
 def write_env_value(path: Path, name: str, value: Secret) -> None:

@@ -36,6 +36,7 @@ class Pipeline:
 
     session: Session
     results: list[StepResult] = field(default_factory=list)
+    title: str = "release summary"
 
     def run(
         self,
@@ -70,7 +71,7 @@ class Pipeline:
 
     def summary(self) -> None:
         ui.table(
-            "release summary",
+            self.title,
             ["step", "result", "duration", "evidence"],
             [
                 (r.step, r.result, f"{r.seconds:.1f} s", r.evidence)

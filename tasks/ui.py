@@ -18,6 +18,8 @@ from tasks.errors import UsageError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from tasks.settings import Secret
+
 OK = "✓"
 FAIL = "✗"
 WARN = "!"
@@ -107,6 +109,25 @@ def require_terminal(why: str) -> None:
         raise UsageError(
             f"{why}, but standard input is not a terminal; pass --yes to confirm"
         )
+
+
+def read_secret(what: str) -> Secret:
+    """A secret typed without echo, or one line piped on standard input."""
+    import getpass
+
+    from tasks.settings import Secret
+
+    if sys.stdin is not None and sys.stdin.isatty():
+        value = getpass.getpass(f"{what} (not echoed): ")
+    else:
+        line = sys.stdin.readline() if sys.stdin is not None else ""
+        value = line.rstrip("\r\n")
+    if not value:
+        raise UsageError(
+            f"no {what.lower()} given (type it at the prompt, or pipe one line "
+            "on standard input)"
+        )
+    return Secret(value)
 
 
 def confirm(question: str, *, yes: bool) -> bool:

@@ -495,6 +495,31 @@ def build_db_url(
     return f"postgresql://{userinfo}@{host}:{port}/{quote(dbname, safe='')}?sslmode={sslmode}"
 
 
+def with_password(url: str, password: str) -> str:
+    """URL with its password replaced and every other part kept, as libpq reads it.
+
+    Rotating the database password changes nothing else, so the new URL is
+    the old one rebuilt around the new, percent-encoded password.
+    """
+    parts, params, error = libpq_parts(url)
+    if parts is None or not parts.user or not parts.host:
+        raise ValueError(
+            "the current SUPABASE_DB_URL cannot be read (run `inv secrets.validate`); "
+            "build a new one with `inv db.url`"
+        )
+    sslmode = params.pop("sslmode", "require")
+    rebuilt = build_db_url(
+        user=parts.user,
+        password=password,
+        host=parts.host,
+        port=int(parts.port or SESSION_PORT),
+        dbname=parts.dbname or "postgres",
+        sslmode=sslmode,
+    )
+    others = "".join(f"&{k}={quote(v, safe='')}" for k, v in params.items())
+    return rebuilt + others
+
+
 HOST_KINDS = ("direct", "session", "transaction")
 
 

@@ -556,3 +556,29 @@ def test_replace_env_line_keeps_the_other_lines():
 
 def test_replace_env_line_appends_when_absent():
     assert values.replace_env_line("A=1", "B", "v\\1") == "A=1\nB='v\\1'\n"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://postgres:old@db.{REF}.supabase.co:5432/postgres?sslmode=require",
+        f"postgresql://postgres.{REF}:old%40pw@aws-0-eu-central-1.pooler.supabase.com"
+        ":6543/postgres?sslmode=verify-full&connect_timeout=10",
+    ],
+    ids=["direct", "pooler-with-params"],
+)
+def test_with_password_changes_only_the_password(url):
+    rotated = values.with_password(url, "n3w@#/? pw")
+
+    before, after = conninfo_to_dict(url), conninfo_to_dict(rotated)
+    assert after.pop("password") == "n3w@#/? pw"
+    before.pop("password")
+    assert after == before
+    assert values.urllib_parts(rotated).password == "n3w@#/? pw"
+
+
+def test_with_password_refuses_an_unreadable_url_without_quoting_it():
+    with pytest.raises(ValueError) as caught:
+        values.with_password("postgresql://post gres:se cret@", "new")
+
+    assert "se cret" not in str(caught.value)

@@ -14,6 +14,7 @@ State lives in the folder named by FLYCTL_DOUBLE_STATE:
 Faults (state["faults"]):
     hang: [command, ...]          e.g. "status", "deploy", "logs", "secrets list"
     fail: {command: {"stderr": "...", "exit": 1}}   any command fails so
+                                  (with "app": name, only for that app)
     deploy_health_fail: [app]     the first machine never passes health checks
     crash_loop: [app]             the new release keeps exiting
     silent: [app]                 the worker prints no polling lines
@@ -925,8 +926,8 @@ def main(argv: list[str]) -> int:
         if command in faults.get("garbage", []):
             sys.stdout.write("<html><body>502 Bad Gateway</body></html>\n")
             return 0
-        if command in faults.get("fail", {}):
-            fault = faults["fail"][command]
+        fault = faults.get("fail", {}).get(command)
+        if fault and fault.get("app") in (None, flags.get("app")):
             sys.stderr.write(fault["stderr"].rstrip("\n") + "\n")
             return int(fault.get("exit", 1))
         HANDLERS[command](state, flags, pos, stdin)

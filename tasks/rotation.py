@@ -1,0 +1,248 @@
+"""Walk the rotation of one exposed secret (runbook section 11).
+
+Order matters: the new value is staged on every app that uses the name
+before any app restarts, so no two apps run with different values for long;
+the old value is revoked only after every app is verified on the new one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tasks import db, deploy, flyctl, journal, probes, secrets, settings, ui, values
+from tasks import verify as verify_module
+from tasks.errors import OctoError, UsageError
+from tasks.release import Pipeline, StepFailed
+from tasks.session import Session
+from tasks.settings import AppSettings, Secret
+
+OPENAI_KEYS_PAGE = "https://platform.openai.com/api-keys"
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """What an operator does outside this tool to rotate NAME."""
+
+    # Done before the rotation, when the new value only exists once the old
+    # one has been replaced at its source (a database password).
+    before: str
+    revoke: str
+
+
+GUIDANCE = {
+    values.OPENAI_KEY: Guidance(
+        before="Create the new key first (OpenAI dashboard, API keys, same "
+        "project) so that the old one keeps working until the apps are moved.",
+        revoke=f"Delete the old key at {OPENAI_KEYS_PAGE} (the project that "
+        "issued it); check the project's usage page for calls you did not make.",
+    ),
+    values.SERVICE_KEY: Guidance(
+        before="A new sb_secret_ key: create it in Supabase (Project Settings > "
+        "API Keys) first. A legacy service_role JWT cannot be replaced alone: "
+        "rotating the legacy JWT secret replaces SUPABASE_ANON_KEY too and signs "
+        "every user out, so rotate both names, one after the other.",
+        revoke="Delete the old sb_secret_ key in Supabase (Project Settings > "
+        "API Keys), or, for a legacy JWT, the new JWT secret already revoked it; "
+        "then review the project's logs for use of the old key.",
+    ),
+    values.ANON_KEY: Guidance(
+        before="The anon (publishable) key is public by design; it changes when "
+        "the legacy JWT secret is rotated, together with the service_role key.",
+        revoke="Nothing to revoke separately: the JWT secret rotation did it. "
+        "Update the frontend's copy of the key too.",
+    ),
+    values.DB_URL: Guidance(
+        before="Reset the database password in Supabase (Project Settings > "
+        "Database) right before this: from then until the apps are deployed, "
+        "their new database connections fail.",
+        revoke="The reset already revoked the old password. Stop any other "
+        "client still using it: repeated failures get an address banned.",
+    ),
+}
+GENERIC = Guidance(
+    before="Issue the new value at its source first, keeping the old one valid.",
+    revoke="Revoke the old value at its source once every app is verified.",
+)
+
+
+def rotate_secret(session: Session, name: str, *, yes: bool) -> None:
+    """Take, validate, stage, deploy, verify and record a new value for NAME."""
+    settings_ = session.settings
+    apps = [settings_.app(k) for k in secrets.targets(settings_.apps, [name])]
+    if not apps:
+        raise UsageError(
+            f"no app uses {name}; rotate one of the names under "
+            "required_secrets or optional_secrets in invoke.yaml"
+        )
+    guidance = GUIDANCE.get(name, GENERIC)
+    ui.step(f"Rotating {name} on {', '.join(a.name for a in apps)}")
+    ui.detail(f"before: {guidance.before}")
+
+    old = settings_.value(name)
+    new = read_new_value(name, old)
+    check_new_value(session, name, old, new)
+    show_plan(session, name, apps)
+    if session.dry_run:
+        return
+    if not ui.confirm(
+        f"Stage the new {name} on {', '.join(a.name for a in apps)}, then "
+        "deploy and verify them?",
+        yes=yes,
+    ):
+        raise OctoError(f"not confirmed; {name} is unchanged everywhere")
+
+    pipeline = Pipeline(session, title="rotation summary")
+    with journal.recording(session, "security.rotate", pipeline.results):
+        try:
+            stage_everywhere(session, pipeline, name, apps, old, new)
+            remember(session, name, new)
+            for app in apps:
+                redeploy(session, pipeline, app)
+        except StepFailed as failed:
+            pipeline.summary()
+            # The step's own next command (e.g. redeploying the old image)
+            # would leave the new value staged; this one says what to do.
+            failed.error.next_command = ""
+            raise OctoError(
+                f"step {failed.step} failed: {failed.error.render()}",
+                next_command="do not revoke the old value yet: it is still valid. "
+                f"Fix the cause and run `inv release`, which applies the staged {name}; "
+                f"if the new value is the cause, rotate back to the old one with "
+                f"`inv security.rotate {name}`",
+            ) from None
+    pipeline.summary()
+    ui.ok(f"{name} rotated", f"{', '.join(a.name for a in apps)} verified on it")
+    ui.detail(f"now revoke the old value: {guidance.revoke}")
+
+
+def read_new_value(name: str, old: Secret | None) -> Secret:
+    """The new value, typed without echo; for the database, only its password."""
+    if name != values.DB_URL:
+        return ui.read_secret(f"New value of {name}")
+    if old is None:
+        raise UsageError(
+            f"no {name} in .env to rebuild around the new password; build it with "
+            "`inv db.url`, then `inv secrets.set SUPABASE_DB_URL`"
+        )
+    password = ui.read_secret("New database password")
+    try:
+        return Secret(values.with_password(old.reveal(), password.reveal()))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def check_new_value(
+    session: Session, name: str, old: Secret | None, new: Secret
+) -> None:
+    """Refuse an invalid, unsendable or unchanged value before anything changes."""
+    if old is not None and new == old:
+        raise UsageError(f"the new {name} is the value already in use; nothing to do")
+    context = dict(session.settings.values, **{name: new})
+    findings = values.validate(context, names=(name,), has_ipv6=probes.has_ipv6_route())
+    secrets.report_findings_for(findings)
+    if values.errors(findings):
+        raise OctoError(
+            f"refusing the new {name}: it does not pass validation (listed above); "
+            "nothing was changed"
+        )
+    try:
+        flyctl.render_import({name: new.reveal()})
+    except flyctl.UnsendableValue as exc:
+        raise OctoError(f"cannot send the new {name}: {exc}") from None
+    ui.ok(f"new {name}", "valid")
+
+
+def show_plan(session: Session, name: str, apps: list[AppSettings]) -> None:
+    def show(text: str) -> None:
+        if session.dry_run:
+            ui.plan(text)
+        else:
+            ui.detail(f"plan: {text}")
+
+    for app in apps:
+        show(
+            session.fly.display(flyctl.secrets_import(app.name, stage=True))
+            + " < (the new value on stdin)"
+        )
+    if _kept_in_env_file(session, name):
+        show(f"replace {name} in {session.settings.env_file.name}")
+    for app in apps:
+        show(f"deploy {app.name} with {app.config.name} (applies the staged value)")
+        show(f"verify {app.label}")
+
+
+def stage_everywhere(
+    session: Session,
+    pipeline: Pipeline,
+    name: str,
+    apps: list[AppSettings],
+    old: Secret | None,
+    new: Secret,
+) -> None:
+    """Stage NEW on every app, or put back OLD on those staged when one fails."""
+    staged: list[AppSettings] = []
+    for app in apps:
+        try:
+            pipeline.run(
+                f"stage.{app.key}",
+                lambda app=app: secrets.stage_values(session, app, {name: new}),
+                evidence=lambda changed: "changed" if changed else "unchanged",
+            )
+        except StepFailed:
+            _restore(session, name, staged, old)
+            raise
+        staged.append(app)
+
+
+def _restore(
+    session: Session, name: str, staged: list[AppSettings], old: Secret | None
+) -> None:
+    """Stage OLD again where NEW was staged.
+
+    NOTE: "old" is the value .env (or the environment) holds: Fly never
+    shows a value back, so a production value that had drifted from .env
+    is replaced by .env's.
+    """
+    if not staged:
+        return
+    if old is None:
+        ui.warn(
+            f"{name} stays staged on {', '.join(a.name for a in staged)}",
+            "the old value is not in .env to put back; it applies at the next deploy",
+        )
+        return
+    for app in staged:
+        ui.step(f"Putting the old {name} back on {app.name}")
+        secrets.stage_values(session, app, {name: old})
+    ui.ok(f"{name} unchanged", f"the old value is staged again on {len(staged)} app(s)")
+
+
+def remember(session: Session, name: str, new: Secret) -> None:
+    """Keep .env the source of truth, if that is where the value lives."""
+    path = session.settings.env_file
+    if _kept_in_env_file(session, name):
+        db.write_env_value(path, name, new)
+        ui.ok(f"{name} replaced in {path.name}")
+    else:
+        ui.warn(
+            f"{name} is not in {path.name}",
+            "update it wherever your environment sets it (e.g. the CI secret store)",
+        )
+
+
+def _kept_in_env_file(session: Session, name: str) -> bool:
+    in_file, _ = settings.read_env_file(session.settings.env_file)
+    return name in in_file
+
+
+def redeploy(session: Session, pipeline: Pipeline, app: AppSettings) -> None:
+    record = pipeline.run(
+        f"deploy.{app.key}",
+        lambda: deploy.deploy_app(session, app),
+        evidence=lambda r: f"v{r.after.version}" if r.after else "",
+    )
+    expected = record.after.version if record.after else None
+    pipeline.run(
+        f"verify.{app.key}",
+        lambda: verify_module.verify_app(session, app, expected),
+    )
