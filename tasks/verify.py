@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from invoke import task
 
@@ -15,6 +16,9 @@ from tasks.diagnose import Failure, diagnose
 from tasks.errors import FlyctlError, OctoError, UsageError, task_boundary
 from tasks.session import Session, open_session
 from tasks.settings import AppSettings, Secret
+
+if TYPE_CHECKING:
+    import httpx
 
 VERSION_HELP = "Release version every machine must run (default: the app's current)"
 USER_AGENT = "octo-release-runbook (verify.api)"
@@ -385,7 +389,7 @@ def check_origins(session: Session, settings: cors.CorsSettings) -> list[cors.Ve
 
 
 def _exchange(
-    client,
+    client: httpx.Client,
     settings: cors.CorsSettings,
     app: AppSettings,
     method: str,
