@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from invoke import task
 
-from tasks import checks, flyctl, ui
-from tasks.errors import FlyctlError, OctoError, task_boundary
+from tasks import checks, cors, flyctl, journal, secrets, ui
+from tasks.db import write_env_value
+from tasks.deploy import deploy_app
+from tasks.diagnose import Failure, diagnose
+from tasks.errors import FlyctlError, OctoError, UsageError, task_boundary
 from tasks.session import Session, open_session
-from tasks.settings import AppSettings
+from tasks.settings import AppSettings, Secret
+
+if TYPE_CHECKING:
+    import httpx
 
 VERSION_HELP = "Release version every machine must run (default: the app's current)"
 USER_AGENT = "octo-release-runbook (verify.api)"
@@ -275,3 +282,265 @@ def _silent_worker_hints(status: checks.AppStatus, any_lines: bool) -> list[str]
         "configured; a smoke-test job (inv smoke) is the stronger evidence"
     )
     return hints
+
+
+# --- CORS (section 10) ------------------------------------------------------------
+
+CORS_USER_AGENT = "octo-release-runbook (verify.cors)"
+CORS_CONNECT_SECONDS = 5.0
+
+
+@task(
+    name="cors",
+    help={
+        "fix": "Add the origins the API refuses to OCTO_CORS_ORIGINS (.env, then "
+        "staged on the API) and redeploy the API, asking first",
+        "yes": "With --fix: change production without asking first (for CI)",
+        "dry_run": "With --fix: show the new value and the commands; change nothing",
+    },
+)
+def cors_(c, fix=False, yes=False, dry_run=False):
+    """
+    Check CORS from each frontend origin as a browser does.
+
+    Sends the browser's preflight for each method the frontend uses and a
+    real GET from every origin in octo.cors.origins, and judges the answer
+    headers as a browser would. With --fix, adds the refused origins to the
+    API's OCTO_CORS_ORIGINS, redeploys the API and checks again.
+    """
+    with task_boundary("verify.cors"):
+        session = open_session(c, dry_run=dry_run)
+        settings = cors_settings(session)
+        if fix and not yes and not dry_run:
+            ui.require_terminal("verify.cors --fix asks before changing production")
+        verdicts = check_origins(session, settings)
+        if fix and any(not v.ok for v in verdicts):
+            fixable = [v.origin for v in verdicts if v.fixable]
+            if not fixable:
+                ui.skip(
+                    "nothing for --fix to change",
+                    f"no problem above is fixed by {cors.ORIGINS_NAME}",
+                )
+            elif fix_origins(session, fixable, yes=yes, app_key=settings.app):
+                verdicts = check_origins(session, settings)
+        _raise_for_verdicts(session, settings, verdicts, fixed=fix)
+        ui.done("verify.cors", session.started)
+
+
+def cors_settings(session: Session) -> cors.CorsSettings:
+    """`octo.cors`, checked; a `UsageError` names every problem at once."""
+    loaded, problems, warnings = cors.load_settings(session.settings.extra.get("cors"))
+    for warning in warnings:
+        ui.warn(warning)
+    if loaded is not None:
+        try:
+            session.settings.app(loaded.app)
+        except UsageError as exc:
+            problems.append(f"octo.cors.app: {exc.message}")
+    if problems or loaded is None:
+        raise UsageError(
+            f"{len(problems)} CORS setting(s) missing or wrong:\n  - "
+            + "\n  - ".join(problems),
+            next_command="set them under octo.cors (~/.invoke.yaml, `inv -f FILE`) "
+            "or as INVOKE_OCTO_CORS_... variables",
+        )
+    return loaded
+
+
+def check_origins(session: Session, settings: cors.CorsSettings) -> list[cors.Verdict]:
+    """Preflights and a real request from every origin; each verdict shown.
+
+    An API that cannot be reached at all is one failure naming the URL.
+    """
+    import httpx
+
+    app = session.settings.app(settings.app)
+    ui.step(f"Checking CORS on {settings.url} from {len(settings.origins)} origin(s)")
+    timeout = httpx.Timeout(
+        settings.timeout, connect=min(settings.timeout, CORS_CONNECT_SECONDS)
+    )
+    verdicts = []
+    with httpx.Client(
+        follow_redirects=False, timeout=timeout, headers={"User-Agent": CORS_USER_AGENT}
+    ) as client:
+        for origin in settings.origins:
+            preflights = {
+                method: _exchange(
+                    client,
+                    settings,
+                    app,
+                    "OPTIONS",
+                    cors.preflight_headers(origin, method, settings.request_headers),
+                )
+                for method in settings.methods
+            }
+            actual = _exchange(client, settings, app, "GET", (("Origin", origin),))
+            verdict = cors.judge_origin(
+                origin,
+                preflights=preflights,
+                actual=actual,
+                headers=settings.request_headers,
+                credentials=settings.credentials,
+                app=app.name,
+            )
+            _report_verdict(settings, verdict)
+            verdicts.append(verdict)
+    return verdicts
+
+
+def _exchange(
+    client: httpx.Client,
+    settings: cors.CorsSettings,
+    app: AppSettings,
+    method: str,
+    headers: tuple[tuple[str, str], ...],
+) -> cors.Exchange:
+    import httpx
+
+    try:
+        response = client.request(method, settings.url, headers=dict(headers))
+    except httpx.TimeoutException:
+        raise OctoError(
+            f"{method} {settings.url} got no answer within {settings.timeout:.0f} s",
+            next_command=f"inv verify.api; flyctl status --app {app.name}",
+        ) from None
+    except httpx.HTTPError as exc:
+        raise OctoError(
+            f"cannot reach {settings.url}: {type(exc).__name__}: {exc}",
+            next_command=f"check octo.cors.api_url; inv verify.api; "
+            f"flyctl status --app {app.name}",
+        ) from None
+    answer = cors.Answer(
+        status=response.status_code,
+        headers=tuple(response.headers.multi_items()),
+        body=response.text,
+        reason=response.reason_phrase,
+    )
+    return cors.Exchange(method, settings.path, headers, answer)
+
+
+def _report_verdict(settings: cors.CorsSettings, verdict: cors.Verdict) -> None:
+    if verdict.ok:
+        ui.ok(verdict.origin, cors.allowed_line(settings))
+    for problem in verdict.problems:
+        ui.fail(verdict.origin, problem.line())
+        ui.detail(f"fix: {problem.fix}")
+    for warning in verdict.warnings:
+        ui.warn(verdict.origin, warning.line())
+        ui.detail(f"fix: {warning.fix}")
+
+
+def _raise_for_verdicts(
+    session: Session,
+    settings: cors.CorsSettings,
+    verdicts: Sequence[cors.Verdict],
+    *,
+    fixed: bool,
+) -> None:
+    failed = [v for v in verdicts if not v.ok]
+    if not failed:
+        return
+    app = session.settings.app(settings.app)
+    found: dict[str, Failure] = {}
+    for verdict in failed:
+        for problem in verdict.problems:
+            if problem.evidence is None:
+                continue
+            text = cors.render_exchange(problem.evidence)
+            for failure in diagnose(text, "http", app=app.name):
+                found.setdefault(failure.id, failure)
+    codes = {p.code for v in failed for p in v.problems}
+    if codes & {cors.GATEWAY_ERROR, cors.SERVER_ERROR}:
+        next_command = f"inv verify.api; flyctl logs --app {app.name} --no-tail"
+    elif any(v.fixable for v in failed) and (not fixed or session.dry_run):
+        next_command = "inv verify.cors --fix"
+    elif any(v.fixable for v in failed):
+        next_command = (
+            f"inv deploy.api (applies the staged {cors.ORIGINS_NAME}), "
+            "then inv verify.cors"
+        )
+    else:
+        next_command = (
+            "change the API's CORS configuration as shown, then inv deploy.api"
+        )
+    note = " (dry run: nothing was changed)" if session.dry_run and fixed else ""
+    raise OctoError(
+        f"{len(failed)} of {len(verdicts)} origin(s) would get CORS errors from "
+        f"{settings.url}: {', '.join(v.origin for v in failed)}{note}",
+        next_command=next_command,
+        diagnoses=tuple(found.values()),
+    )
+
+
+def fix_origins(
+    session: Session,
+    missing_origins: Sequence[str],
+    *,
+    yes: bool,
+    app_key: str = "api",
+) -> bool:
+    """Add MISSING_ORIGINS to the API's OCTO_CORS_ORIGINS and redeploy it.
+
+    The runbook's fix (section 10), shared by `inv verify.cors --fix` and
+    `inv doctor --fix`: the new value (the one in .env, if any, plus the
+    missing origins, normalised and comma-separated) is shown and, after a
+    question (default No; YES answers it), written to .env and staged on the
+    API through flyctl's standard input. A second question redeploys and
+    verifies the API, journaled. Returns whether the API was redeployed, so
+    that a fresh CORS check is worth running. A dry run shows the value and
+    the commands and changes nothing.
+    """
+    settings = session.settings
+    app = settings.app(app_key)
+    name = cors.ORIGINS_NAME
+    ui.step(f"Fixing CORS: {name} on {app.label}")
+
+    current = settings.value(name)
+    on_fly = name in journal.current_digests(session, app)
+    if on_fly and current is None:
+        ui.warn(
+            f"{name} is set on {app.name} but not in {settings.env_file.name}",
+            "the new value replaces it: origins set only on Fly are lost "
+            f"(copy them into {settings.env_file.name} first to keep them)",
+        )
+    new_value, notes = cors.merge_origins(
+        current.reveal() if current else "", missing_origins
+    )
+    for note in notes:
+        ui.detail(note)
+    # Origins are public (every browser sends them), so the value is shown.
+    ui.ok(f"new {name}", new_value)
+    value = Secret(new_value)
+
+    if session.dry_run:
+        ui.plan(f"write {name} to {settings.env_file.name}")
+    else:
+        question = (
+            f"Write {name} to {settings.env_file.name} and stage it on {app.name}?"
+        )
+        if not ui.confirm(question, yes=yes):
+            raise OctoError(f"not confirmed; {name} was not changed")
+        try:
+            write_env_value(settings.env_file, name, value)
+        except ValueError as exc:
+            raise OctoError(f"cannot write {settings.env_file.name}: {exc}") from None
+        ui.ok(f"{name} written to {settings.env_file.name}")
+    changed = secrets.stage_values(session, app, {name: value})
+    if not session.dry_run:
+        if changed:
+            ui.ok(f"{app.label} staged", ", ".join(changed))
+        else:
+            ui.skip(f"{app.label} already held this {name}")
+
+    if not session.dry_run and not ui.confirm(
+        f"Redeploy {app.name} now so that it applies {name}?", yes=yes
+    ):
+        ui.skip(
+            f"{app.name} not redeployed",
+            f"the staged {name} takes effect at the next deploy (inv deploy.api)",
+        )
+        return False
+    with journal.recording(session, "verify.cors"):
+        record = deploy_app(session, app)
+        verify_app(session, app, record.after.version if record.after else None)
+    return not session.dry_run
