@@ -11,7 +11,7 @@ from invoke import task
 
 from tasks import auth, checks, digests, preflight, secrets, ui, values, verify
 from tasks.diagnose import Failure, diagnose
-from tasks.errors import FlyctlMissing, OctoError, task_boundary
+from tasks.errors import FlyctlMissing, OctoError, UsageError, task_boundary
 from tasks.runner import TOKEN_VARIABLES, empty_token_variables
 from tasks.session import Session, open_session
 
@@ -76,6 +76,11 @@ def doctor(c, fix=False, yes=False, json=False):
     Changes nothing unless --fix is given.
     """
     with task_boundary("doctor"):
+        if fix and json:
+            raise UsageError(
+                "--json cannot go with --fix: a fix streams flyctl's output on "
+                "standard output; run `inv doctor --fix`, then `inv doctor --json`"
+            )
         session = open_session(c)
         rows = run_checks(session, all_checks(session), yes=yes)
         if fix:
@@ -111,6 +116,7 @@ def all_checks(session: Session) -> list[Check]:
                 app=app.name,
             )
         )
+    found.append(Check("verify.cors", _cors))
     return found
 
 
@@ -374,6 +380,29 @@ def _secret_values(session: Session, yes: bool) -> Outcome:
         diagnosis="; ".join(f"{f.name} {f.reason}" for f in worst),
         fix="; ".join(dict.fromkeys(f.fix for f in worst)),
     )
+
+
+def _cors(session: Session, yes: bool) -> Outcome:
+    raw = session.settings.extra.get("cors") or {}
+    if not raw.get("origins"):
+        ui.skip("CORS", "octo.cors.origins is empty: no frontend origin to check")
+        return Outcome(SKIPPED, "no frontend origins set (octo.cors.origins)")
+    settings = verify.cors_settings(session)
+    verdicts = verify.check_origins(session, settings)
+    try:
+        verify.raise_for_verdicts(session, settings, verdicts, fixed=False)
+    except OctoError as exc:
+        outcome = failed_outcome(exc)
+        fixable = [v.origin for v in verdicts if v.fixable]
+        if fixable:
+            outcome.automated = Fix(
+                f"add {', '.join(fixable)} to the API's allowed origins and redeploy it",
+                lambda: verify.fix_origins(
+                    session, fixable, yes=yes, app_key=settings.app
+                ),
+            )
+        return outcome
+    return Outcome(OK, f"{len(verdicts)} origin(s) allowed")
 
 
 def _verify(session: Session, key: str) -> Outcome:

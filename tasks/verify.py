@@ -323,7 +323,7 @@ def cors_(c, fix=False, yes=False, dry_run=False):
                 )
             elif fix_origins(session, fixable, yes=yes, app_key=settings.app):
                 verdicts = check_origins(session, settings)
-        _raise_for_verdicts(session, settings, verdicts, fixed=fix)
+        raise_for_verdicts(session, settings, verdicts, fixed=fix)
         ui.done("verify.cors", session.started)
 
 
@@ -430,7 +430,7 @@ def _report_verdict(settings: cors.CorsSettings, verdict: cors.Verdict) -> None:
         ui.detail(f"fix: {warning.fix}")
 
 
-def _raise_for_verdicts(
+def raise_for_verdicts(
     session: Session,
     settings: cors.CorsSettings,
     verdicts: Sequence[cors.Verdict],

@@ -333,6 +333,21 @@ def smoke_api(fly: FlyDouble):
     server.server_close()
 
 
+@pytest.fixture
+def cors_api():
+    """The API's CORS behaviour on a local port (see tests/cors_server.py)."""
+    from cors_server import CorsServer
+
+    server = CorsServer()
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
 @dataclass
 class InvResult:
     code: int

@@ -7,6 +7,7 @@ import json
 import pytest
 from conftest import API, WORKER
 from test_secrets import assert_no_secret_leaks, good_values, write_env
+from test_verify_cors import APP, settings
 
 
 def healthy_values() -> dict[str, str]:
@@ -51,6 +52,7 @@ def test_healthy_setup_has_every_section_ok(inv):
         "secrets.validate": "ok",
         "verify.api": "ok",
         "verify.worker": "ok",
+        "verify.cors": "skipped",
     }
 
 
@@ -132,15 +134,22 @@ def test_bad_database_url_in_env_is_named_with_its_fix(inv, project):
 def test_missing_secret_is_staged_from_env_with_fix(inv, fly, good_env):
     fly.update(lambda s: s["apps"][WORKER]["secrets"].pop("WORKER_BATCH"))
 
-    result, rows = doctor(inv, "--fix", "--yes")
+    result = inv("doctor", "--fix", "--yes")
 
     assert result.code == 0, result.output
-    assert rows["secrets.check"]["result"] == "ok"
-    assert rows["secrets.check"]["fixed"] is True
+    assert "✓ secrets.check: ok after the fix" in result.stderr
     assert fly.secret_value(WORKER, "WORKER_BATCH") == "5"
     imports = [c for c in fly.calls() if c["command"] == "secrets import"]
     assert [c["argv"][c["argv"].index("--app") + 1] for c in imports] == [WORKER]
     assert_no_secret_leaks(result, fly, good_env)
+
+
+def test_json_does_not_go_with_fix(inv, fly):
+    result = inv("doctor", "--fix", "--json", "--yes")
+
+    assert result.code == 2
+    assert "--json cannot go with --fix" in result.stderr
+    assert fly.calls() == []
 
 
 def test_without_fix_nothing_is_changed(inv, fly):
@@ -158,7 +167,7 @@ def test_without_fix_nothing_is_changed(inv, fly):
 def test_fix_without_a_terminal_or_yes_changes_nothing(inv, fly):
     fly.update(lambda s: s["apps"][WORKER]["secrets"].pop("WORKER_BATCH"))
 
-    result, rows = doctor(inv, "--fix")
+    result = inv("doctor", "--fix")
 
     assert result.code == 1
     assert "pass --yes" in result.stderr
@@ -184,3 +193,43 @@ def test_without_flyctl_the_fly_checks_are_skipped(inv):
     assert "install flyctl" in rows["preflight"]["fix"]
     assert rows["auth.check"]["result"] == "skipped"
     assert rows["verify.api"]["result"] == "skipped"
+
+
+def test_cors_is_checked_when_frontend_origins_are_set(inv, cors_api):
+    cors_api.allowed = {APP}
+
+    result, rows = doctor(inv, env=settings(cors_api.url, APP))
+
+    assert result.code == 0, result.output
+    assert rows["verify.cors"]["result"] == "ok"
+
+
+def test_without_frontend_origins_cors_is_skipped(inv):
+    result, rows = doctor(inv)
+
+    assert rows["verify.cors"]["result"] == "skipped"
+    assert "octo.cors.origins" in rows["verify.cors"]["evidence"]
+
+
+def test_a_502_before_cors_is_named_as_the_proxy_not_cors(inv, cors_api):
+    cors_api.mode = "proxy-502"
+
+    result, rows = doctor(inv, env=settings(cors_api.url, APP))
+
+    assert result.code == 1
+    assert "fly-proxy-502" in rows["verify.cors"]["failures"]
+
+
+def test_missing_origin_is_added_and_the_api_redeployed_with_fix(
+    inv, cors_api, fly, project
+):
+    cors_api.fly = fly
+
+    result = inv("doctor", "--fix", "--yes", env=settings(cors_api.url, APP))
+
+    assert result.code == 0, result.output
+    assert "✓ verify.cors: ok after the fix" in result.stderr
+    assert fly.secret_value(API, "OCTO_CORS_ORIGINS") == APP
+    assert f"OCTO_CORS_ORIGINS='{APP}'" in (project / ".env").read_text()
+    deploys = [c for c in fly.calls() if c["command"] == "deploy"]
+    assert [c["argv"][c["argv"].index("--app") + 1] for c in deploys] == [API]

@@ -4,29 +4,14 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 
-import pytest
 from conftest import API, WORKER
-from cors_server import CorsServer
 
 APP = "https://app.example.com"
 OTHER = "https://www.example.com"
 OLD = "https://old.example.com"
 # A secret value in .env beside the origins: it must never be shown or sent.
 SENTINEL = "sr-SENTINEL-cors-77a1"
-
-
-@pytest.fixture
-def cors_api():
-    server = CorsServer()
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 def settings(url: str, *origins: str, **more: str) -> dict[str, str]:
