@@ -63,6 +63,4 @@ def check_access(session: Session) -> dict[str, checks.AppStatus]:
 
 def _report(exc: FlyctlError) -> None:
     ui.detail(f"flyctl said: {exc.stderr_tail or exc.message}")
-    for failure in exc.diagnoses:
-        ui.detail(f"diagnosis: {failure.meaning}")
-        ui.detail(f"fix: {failure.fix}")
+    ui.diagnosis(exc.diagnoses)
