@@ -72,3 +72,24 @@ def test_a_healthy_release_prints_no_diagnosis(inv, fly):
     assert result.code == 0, result.output
     assert "diagnosis:" not in result.output
     assert "fix:" not in result.output
+
+
+def test_a_job_never_claimed_names_the_database_error_in_the_worker_logs(
+    inv, fly, smoke_api
+):
+    smoke_api.job_mode = "unclaimed"
+    fly.fault("silent", WORKER)
+    fly.append_log(
+        WORKER,
+        "psycopg.OperationalError: connection failed: connection to server at "
+        '"3.65.151.229", port 6543 failed: FATAL:  Tenant or user not found',
+    )
+
+    result = inv("smoke", env={"INVOKE_OCTO_SMOKE_DEADLINE": "1"})
+
+    assert result.code == 1, result.output
+    assert "step smoke.job failed" in result.stderr
+    assert "diagnosis: The shared pooler knows no project for this user" in (
+        result.stderr
+    )
+    assert "fix: Copy the pooler host and user" in result.stderr
