@@ -168,8 +168,10 @@ def wait_for_health(session: Session, app: AppSettings) -> None:
             )
         except httpx.TimeoutException:
             problem = f"no answer within {per_try:.0f} s"
+            last_answer[0] = ""
         except httpx.HTTPError as exc:
             problem = f"{type(exc).__name__}: {exc}"
+            last_answer[0] = ""
         if problem and (not seen or seen[-1] != problem):
             ui.detail(
                 f"not yet healthy after {time.monotonic() - started:.1f} s: {problem}"
