@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from tasks.diagnose import http_evidence
+
 ORIGINS_NAME = "OCTO_CORS_ORIGINS"
 DEFAULT_API_URL = "https://octodrop-platform-api.fly.dev"
 DEFAULT_PATH = "/modules"
@@ -29,7 +31,6 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 GATEWAY_STATUSES = frozenset({502, 503, 504})
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
-BODY_SHOWN = 2000
 
 
 # --- settings --------------------------------------------------------------
@@ -224,20 +225,15 @@ def preflight_headers(
 
 
 def render_exchange(exchange: Exchange) -> str:
-    """EXCHANGE as text for `diagnose(text, "http")`, in curl -v's shape.
-
-    Request lines start with "> " (method and path, then headers), answer
-    lines with "< " (status line, then headers, names lower-cased), then a
-    blank line and the start of the body.
-    """
-    lines = [f"> {exchange.method} {exchange.path}"]
-    lines += [f"> {k.lower()}: {v}" for k, v in exchange.request_headers]
+    """EXCHANGE as text for `diagnose(text, "http")` (see `http_evidence`)."""
     answer = exchange.answer
-    lines.append(f"< HTTP/1.1 {answer.status} {answer.reason}".rstrip())
-    lines += [f"< {k.lower()}: {v}" for k, v in answer.headers]
-    lines.append("")
-    lines.append(answer.body[:BODY_SHOWN])
-    return "\n".join(lines)
+    return http_evidence(
+        answer.status,
+        answer.headers,
+        answer.body,
+        reason=answer.reason,
+        request=(exchange.method, exchange.path, exchange.request_headers),
+    )
 
 
 # --- verdicts ----------------------------------------------------------------

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from invoke import task
 
-from tasks import checks, flyctl, journal, ui
+from tasks import checks, flyctl, journal, ui, verify
+from tasks.diagnose import merge
 from tasks.errors import FlyctlError, OctoError, task_boundary
 from tasks.session import Session, open_session
 from tasks.settings import AppSettings
@@ -18,6 +19,13 @@ IMAGE_HELP = (
 )
 YES_HELP = "Deploy without asking first (for CI)"
 DRY_RUN_HELP = "Show the deploy command and the release it replaces; change nothing"
+# Deploy failures after the new release ran on a machine: its logs hold the cause.
+MACHINES_RAN = {
+    "deploy-health-checks",
+    "deploy-machine-state",
+    "crash-loop",
+    "release-command-failed",
+}
 
 
 @dataclass(frozen=True)
@@ -121,6 +129,10 @@ def deploy_app(session: Session, app: AppSettings, *, image: str = "") -> Deploy
             else f"flyctl releases --app {app.name} --image"
         )
         exc.next_command = back
+        if {f.id for f in exc.diagnoses} & MACHINES_RAN:
+            exc.diagnoses = merge(
+                exc.diagnoses, verify.failure_evidence_from_logs(session, app)
+            )
         raise
     if result is None:
         return DeployRecord(app, before, None)

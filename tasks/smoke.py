@@ -18,6 +18,7 @@ from invoke import task
 
 from tasks import checks, flyctl, ui
 from tasks import smoke_checks as judge
+from tasks.diagnose import diagnose
 from tasks.errors import OctoError, UsageError, task_boundary
 from tasks.session import Session, open_session
 from tasks.settings import AppSettings, Secret
@@ -632,9 +633,11 @@ def follow_job(api: Api, watcher: LogWatcher, plan: Plan, job: judge.Job) -> str
         ui.detail(f"no log lines at all arrived from {worker.name}")
     for hint in verdict.hints:
         ui.detail(f"check: {hint}")
+    evidence = "\n".join(line.render() for line in [*trail.lines, *watcher.recent])
     raise OctoError(
         verdict.problem,
         next_command=f"flyctl logs --app {worker.name}; inv verify.worker",
+        diagnoses=diagnose(evidence, "log", app=worker.name),
     )
 
 

@@ -18,6 +18,7 @@ from tasks.errors import UsageError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from tasks.diagnose import Failure
     from tasks.settings import Secret
 
 OK = "✓"
@@ -67,6 +68,13 @@ def skip(subject: str, evidence: str = "") -> None:
 def detail(text: str) -> None:
     """Evidence under an outcome line: log lines, fixes, commands."""
     _say(f"      {text}")
+
+
+def diagnosis(failures: Iterable[Failure]) -> None:
+    """Catalogue entries the evidence above matched: meaning, then fix."""
+    for failure in failures:
+        detail(f"diagnosis: {failure.meaning}")
+        detail(f"fix: {failure.fix}")
 
 
 def plan(command: str) -> None:

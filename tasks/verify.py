@@ -9,10 +9,9 @@ from typing import TYPE_CHECKING
 
 from invoke import task
 
-from tasks import checks, cors, flyctl, journal, secrets, ui
+from tasks import checks, cors, deploy, flyctl, journal, secrets, ui
 from tasks.db import write_env_value
-from tasks.deploy import deploy_app
-from tasks.diagnose import Failure, diagnose
+from tasks.diagnose import Failure, diagnose, http_evidence, machine_evidence, merge
 from tasks.errors import FlyctlError, OctoError, UsageError, task_boundary
 from tasks.session import Session, open_session
 from tasks.settings import AppSettings, Secret
@@ -130,6 +129,10 @@ def wait_for_machines(
             f"(release v{wanted})",
             next_command=f"flyctl status --app {app.name}; "
             f"flyctl logs --app {app.name} --no-tail",
+            diagnoses=merge(
+                diagnose(machine_evidence(status.machines), "machine", app=app.name),
+                failure_evidence_from_logs(session, app),
+            ),
         )
     started = sum(1 for m in status.machines if m.state == "started")
     ui.ok(
@@ -155,6 +158,7 @@ def wait_for_health(session: Session, app: AppSettings) -> None:
     started = time.monotonic()
     deadline = started + budget
     seen: list[str] = []
+    last_answer = [""]
 
     def probe(client: httpx.Client) -> str | None:
         per_try = max(1.0, min(15.0, deadline - time.monotonic()))
@@ -164,10 +168,15 @@ def wait_for_health(session: Session, app: AppSettings) -> None:
                 timeout=httpx.Timeout(per_try, connect=min(per_try, 10.0)),
             )
             problem = checks.judge_health(response.status_code, response.text)
+            last_answer[0] = http_evidence(
+                response.status_code, response.headers.multi_items(), response.text
+            )
         except httpx.TimeoutException:
             problem = f"no answer within {per_try:.0f} s"
+            last_answer[0] = ""
         except httpx.HTTPError as exc:
             problem = f"{type(exc).__name__}: {exc}"
+            last_answer[0] = ""
         if problem and (not seen or seen[-1] != problem):
             ui.detail(
                 f"not yet healthy after {time.monotonic() - started:.1f} s: {problem}"
@@ -190,6 +199,10 @@ def wait_for_health(session: Session, app: AppSettings) -> None:
             f"{app.health_url} not healthy within {budget:.0f} s; last answer: {problem}",
             next_command=f"flyctl logs --app {app.name} --no-tail; "
             f"flyctl status --app {app.name}",
+            diagnoses=merge(
+                diagnose(last_answer[0], "http", app=app.name),
+                failure_evidence_from_logs(session, app),
+            ),
         )
     ui.ok(
         f"{app.health_url}",
@@ -197,15 +210,50 @@ def wait_for_health(session: Session, app: AppSettings) -> None:
     )
 
 
-def show_recent_errors(session: Session, app: AppSettings) -> None:
-    """Recent log lines that look like errors, as evidence (never a verdict)."""
+def recent_log_lines(session: Session, app: AppSettings) -> list[checks.LogLine]:
+    """APP's buffered log lines, read for a few seconds at most."""
     deadline = time.monotonic() + EVIDENCE_SECONDS
     args = flyctl.logs(app.name, no_tail=True)
+    return [
+        checks.parse_log_entry(e)
+        for e in session.fly.stream(args, app=app.name, deadline=deadline)
+    ]
+
+
+def log_diagnoses(lines: list[checks.LogLine], app: str) -> tuple[Failure, ...]:
+    return diagnose("\n".join(line.render() for line in lines), "log", app=app)
+
+
+def failure_evidence_from_logs(
+    session: Session, app: AppSettings
+) -> tuple[Failure, ...]:
+    """Diagnoses from APP's recent logs after a failure; shows the error lines.
+
+    The cause of a crash loop or a refused connection is in the app's own
+    start-up lines, not in what flyctl or the health URL answered.
+    """
     try:
-        lines = [
-            checks.parse_log_entry(e)
-            for e in session.fly.stream(args, app=app.name, deadline=deadline)
-        ]
+        lines = recent_log_lines(session, app)
+    except FlyctlError as exc:
+        ui.detail(f"recent logs unreadable: {exc.stderr_tail or exc.message}")
+        return ()
+    found = log_diagnoses(lines, app.name)
+    telling = [
+        line
+        for line in lines
+        if checks.looks_like_error(line) or (found and log_diagnoses([line], ""))
+    ]
+    if telling:
+        ui.detail(f"last telling log lines of {app.name}:")
+        for line in telling[-LAST_LINES_SHOWN:]:
+            ui.detail(f"  {line.render()}")
+    return found
+
+
+def show_recent_errors(session: Session, app: AppSettings) -> None:
+    """Recent log lines that look like errors, as evidence (never a verdict)."""
+    try:
+        lines = recent_log_lines(session, app)
     except FlyctlError as exc:
         ui.warn(f"recent logs of {app.name} unreadable", exc.stderr_tail or exc.message)
         return
@@ -216,6 +264,7 @@ def show_recent_errors(session: Session, app: AppSettings) -> None:
     ui.warn(f"{app.name} recent logs", f"{len(errors)} line(s) look like errors")
     for line in errors[-LAST_LINES_SHOWN:]:
         ui.detail(line.render())
+    ui.diagnosis(log_diagnoses(errors, app.name))
 
 
 def wait_for_polling(
@@ -261,6 +310,10 @@ def wait_for_polling(
     raise OctoError(
         f"{app.name} shows no polling line ({pattern!r}) within {budget:.0f} s",
         next_command=f"flyctl logs --app {app.name}; flyctl status --app {app.name}",
+        diagnoses=merge(
+            log_diagnoses(list(last_seen), app.name),
+            diagnose(machine_evidence(status.machines), "machine", app=app.name),
+        ),
     )
 
 
@@ -541,6 +594,6 @@ def fix_origins(
         )
         return False
     with journal.recording(session, "verify.cors"):
-        record = deploy_app(session, app)
+        record = deploy.deploy_app(session, app)
         verify_app(session, app, record.after.version if record.after else None)
     return not session.dry_run

@@ -16,7 +16,8 @@ Faults (state["faults"]):
     fail: {command: {"stderr": "...", "exit": 1}}   any command fails so
                                   (with "app": name, only for that app)
     deploy_health_fail: [app]     the first machine never passes health checks
-    crash_loop: [app]             the new release keeps exiting
+    crash_loop: [app]             the new release keeps exiting (exit events,
+                                  and its crash lines in the logs)
     silent: [app]                 the worker prints no polling lines
     garbage: [command]            prints an HTML error page and exits 0
     logs_unauthorized: [app]      `logs` fails with 401 Unauthorized
@@ -311,23 +312,6 @@ def machine_json(app: dict, m: dict) -> dict:
         ]
     config["image"] = m["image"]
     config["restart"] = {"policy": "on-failure", "max_retries": 10}
-    events = [
-        {
-            "type": "start",
-            "status": "started",
-            "source": "flyd",
-            "timestamp": 1787234640000,
-        }
-    ]
-    events += [
-        {
-            "type": "exit",
-            "status": "stopped",
-            "source": "flyd",
-            "timestamp": 1787234640000 + i,
-        }
-        for i in range(m.get("exits", 0))
-    ]
     data = {
         "id": m["id"],
         "name": f"machine-{m['id'][:4]}",
@@ -344,13 +328,85 @@ def machine_json(app: dict, m: dict) -> dict:
         "created_at": "2026-08-01T09:12:44Z",
         "updated_at": now(),
         "config": config,
-        "events": events,
+        "events": machine_events(m),
     }
     if http:
         data["checks"] = [dict(c, updated_at=now()) for c in m["checks"]]
     data["host_status"] = "ok"
     data["cordoned"] = False
     return data
+
+
+def exit_event(code: int, requested: bool, restarts: int, at: int) -> dict:
+    """An exit event as the Machines API records it (fly-go MachineEvent)."""
+    return {
+        "type": "exit",
+        "status": "stopped",
+        "request": {
+            "exit_event": {
+                "requested_stop": requested,
+                "restarting": not requested and restarts < 10,
+                "guest_exit_code": code,
+                "guest_signal": -1,
+                "guest_error": "",
+                "exit_code": code,
+                "signal": -1,
+                "error": "",
+                "oom_killed": False,
+                "exited_at": "2026-08-21T10:04:00.614Z",
+            },
+            "restart_count": restarts,
+        },
+        "source": "flyd",
+        "timestamp": at,
+    }
+
+
+def machine_events(m: dict) -> list[dict]:
+    """The machine's recent events, newest first, as flyctl prints them.
+
+    A crash loop leaves one exit (code 1) per restart; a stop on request
+    (Fly Proxy's auto-stop, `m["stopped_by"] == "autostop"`) leaves an exit
+    with requested_stop after a stop from source "user".
+    """
+    at = 1787234640000
+    events = [{"type": "start", "status": "started", "source": "flyd", "timestamp": at}]
+    for i in range(1, m.get("exits", 0) + 1):
+        events.append(exit_event(1, False, i, at + 10 * i))
+        events.append(
+            {
+                "type": "start",
+                "status": "started",
+                "source": "flyd",
+                "timestamp": at + 10 * i + 5,
+            }
+        )
+    if m.get("exits") and m["state"] == "stopped":
+        events.pop()  # the last restart never came
+    if m.get("stopped_by") == "autostop":
+        events.append(
+            {
+                "type": "stop",
+                "status": "stopping",
+                "request": {"reason": ""},
+                "source": "user",
+                "timestamp": at + 1000,
+            }
+        )
+        events.append(exit_event(0, True, 0, at + 1001))
+    return sorted(events, key=lambda e: e["timestamp"], reverse=True)
+
+
+def crash_lines(app: dict, m: dict, command: str) -> None:
+    """What a machine whose process exits at start-up leaves in the logs."""
+    for line in (
+        " INFO Starting init (commit: 3040ac0)...",
+        f" INFO Preparing to run: `{command}` as root",
+        " INFO Main child exited normally with code: 1",
+        " INFO Starting clean up.",
+        "machine has reached its max restart count of 10",
+    ):
+        append_log(app["name"], line, m["id"], m["region"])
 
 
 # --- commands --------------------------------------------------------------
@@ -688,6 +744,7 @@ def cmd_deploy(state, flags, pos, stdin):
         m.update(
             version=version, image=image, release_tick=state["tick"], state="started"
         )
+        m.pop("stopped_by", None)
         print(f"> {tag}Waiting for machine {m['id']} to reach a good state")
         sys.stdout.flush()
         if failing or crashing:
@@ -708,6 +765,12 @@ def cmd_deploy(state, flags, pos, stdin):
             else:
                 m["exits"] = 5
                 m["state"] = "stopped"
+                command = (
+                    "uvicorn app.main:app --host 0.0.0.0 --port 8080"
+                    if app["kind"] == "http"
+                    else "python -m app.worker"
+                )
+                crash_lines(app, m, command)
                 reason = (
                     f"smoke checks for {m['id']} failed: the app appears to be crashing"
                 )
