@@ -184,7 +184,8 @@ def failed_outcome(exc: OctoError) -> Outcome:
 
 def show_rows(rows: list[Row], *, as_json: bool) -> None:
     if not as_json:
-        show_table(rows)
+        fixed = any(row.fixed for row in rows)
+        show_table(rows, title="doctor, after the fixes" if fixed else "doctor")
         return
     import json
 
@@ -208,9 +209,9 @@ def show_rows(rows: list[Row], *, as_json: bool) -> None:
     )
 
 
-def show_table(rows: list[Row]) -> None:
+def show_table(rows: list[Row], *, title: str = "doctor") -> None:
     ui.table(
-        "doctor",
+        title,
         ["check", "result", "diagnosis", "fix"],
         [
             (
