@@ -25,7 +25,7 @@ from detect_secrets.plugins.base import RegexBasedDetector
 from tasks.errors import UsageError
 
 SERVICE_ROLE = "Supabase service-role key"
-SUPABASE_SECRET = "Supabase secret key"
+SUPABASE_SECRET = "Supabase secret key"  # pragma: allowlist secret
 POSTGRES_URL = "Postgres URL with a password"
 FLY_TOKEN = "Fly.io token"
 OPENAI_KEY = "OpenAI API key"
@@ -575,10 +575,17 @@ def _skip_file(path: str) -> bool:
     return is_non_text_file(path) or is_lock_file(path)
 
 
-def scan_lines(path: str, lines: Sequence[tuple[int, str]]) -> list[Hit]:
+# (path, line text) -> (kind, value) of each hit on such a line.
+LineCache = dict[tuple[str, str], list[tuple[str, str]]]
+
+
+def scan_lines(
+    path: str, lines: Sequence[tuple[int, str]], cache: LineCache | None = None
+) -> list[Hit]:
     """Every plugin's hits on LINES of PATH, after detect-secrets' filters.
 
-    Call inside `detector()`, which enables the plugins.
+    Call inside `detector()`, which enables the plugins. Lines of PATH
+    already in CACHE are not scanned again, and the others are added to it.
     """
     # NOTE: detect-secrets has no public call for lines that are not a file
     # on disk (scan_diff needs the unidiff package and loses the commit);
@@ -588,14 +595,28 @@ def scan_lines(path: str, lines: Sequence[tuple[int, str]]) -> list[Hit]:
 
     if not lines or _skip_file(path):
         return []
+    cache = {} if cache is None else cache
+    hits = []
+    fresh = []
+    for number, text in lines:
+        known = cache.get((path, text))
+        if known is None:
+            fresh.append((number, text))
+        else:
+            hits += [Hit(kind, number, value) for kind, value in known]
+
     # Numbered 1..n so that its "previous line" (allowlist nextline) is the
-    # previous line given, whatever the real line numbers.
-    numbered = list(enumerate((text for _, text in lines), start=1))
-    real = [number for number, _ in lines]
-    return [
-        Hit(secret.type, real[secret.line_number - 1], secret.secret_value or "")
-        for secret in _process_line_based_plugins(numbered, filename=path)
-    ]
+    # previous line scanned, whatever the real line numbers.
+    numbered = list(enumerate((text for _, text in fresh), start=1))
+    found: dict[int, list[tuple[str, str]]] = {}
+    for secret in _process_line_based_plugins(numbered, filename=path):
+        found.setdefault(secret.line_number, []).append(
+            (secret.type, secret.secret_value or "")
+        )
+    for index, (number, text) in enumerate(fresh, start=1):
+        cache[(path, text)] = found.get(index, [])
+        hits += [Hit(kind, number, value) for kind, value in found.get(index, [])]
+    return hits
 
 
 @contextlib.contextmanager
@@ -615,7 +636,10 @@ def detector() -> Iterator[None]:
 
 
 def scan_tree(
-    root: Path, paths: Iterable[str], allowlist: frozenset[str]
+    root: Path,
+    paths: Iterable[str],
+    allowlist: frozenset[str],
+    cache: LineCache | None = None,
 ) -> tuple[list[Finding], int]:
     """Findings in the tracked files as they are on disk, and the files read."""
     findings: list[Finding] = []
@@ -626,15 +650,21 @@ def scan_tree(
             continue
         count += 1
         lines = list(enumerate(text.splitlines(), start=1))
-        findings += judge(path, scan_lines(path, lines), allowlist)
+        findings += judge(path, scan_lines(path, lines, cache), allowlist)
     return findings, count
 
 
-def scan_history(log: str, allowlist: frozenset[str]) -> list[Finding]:
-    """Findings in the lines each commit added, oldest commit first."""
+def scan_history(
+    log: str, allowlist: frozenset[str], cache: LineCache | None = None
+) -> list[Finding]:
+    """Findings in the lines each commit added, oldest commit first.
+
+    Most lines ever added are still in the tree: with the tree scan's CACHE
+    a line is judged once per file and text.
+    """
     findings: list[Finding] = []
     for added in parse_log(log):
-        hits = scan_lines(added.path, added.lines)
+        hits = scan_lines(added.path, added.lines, cache)
         findings += judge(added.path, hits, allowlist, commit=added.commit)
     return findings
 

@@ -44,15 +44,16 @@ def scan(c, no_history=False, json=False):
         tracked = secret_scan.tracked_files(root)
 
         ui.step(f"Scanning {len(tracked)} tracked files in {root.name}")
+        cache: dict = {}
         with secret_scan.detector():
-            tree, files = secret_scan.scan_tree(root, tracked, allowlist)
+            tree, files = secret_scan.scan_tree(root, tracked, allowlist, cache)
             history: list = []
             commits = 0
             if not no_history:
                 log = secret_scan.history_log(root)
                 commits = secret_scan.commit_count(log)
                 ui.step(f"Scanning the lines {commits} commits added (all refs)")
-                history = secret_scan.scan_history(log, allowlist)
+                history = secret_scan.scan_history(log, allowlist, cache)
         findings = secret_scan.merge(tree, history)
         problems = _ignore_problems(secret_scan, root, session.settings, tracked)
 
