@@ -80,6 +80,11 @@ LOCAL_HOSTS = re.compile(
     re.IGNORECASE,
 )
 
+# ://user:PASSWORD@HOST. The password is greedy up to the last @ before the
+# host, so an unencoded @ in it (a common mistake) leaves it whole.
+USERINFO_HOST = r"://[^:/@\s'\"]*:([^\s'\"`]+)@(\[[0-9a-fA-F:]+\]|[^@/?:\s'\"`]+)"
+URL_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*" + USERINFO_HOST)
+
 
 # --- Judging values ----------------------------------------------------------
 
@@ -125,14 +130,16 @@ def is_local_host(host: str) -> bool:
     return bool(LOCAL_HOSTS.search(host)) or EXAMPLE_REF in host
 
 
-def is_public(kind: str, value: str) -> bool:
+def is_public(kind: str, value: str, line: str = "") -> bool:
     """Whether a value detect-secrets or a rule flagged is no secret at all.
 
     Placeholders, public keys (anon JWTs, `sb_publishable_`), the Supabase
-    CLI's local keys, and an environment variable's name where the keyword
-    rule expected a value.
+    CLI's local keys, an environment variable's name where the keyword rule
+    expected a value, and a URL's password for a local or example host.
     """
     if is_placeholder(value) or value.startswith("sb_publishable_"):
+        return True
+    if kind == "Basic Auth Credentials" and _url_host_is_local(value, line):
         return True
     if value in LOCAL_SECRET_KEYS:
         return True
@@ -141,6 +148,13 @@ def is_public(kind: str, value: str) -> bool:
     for token in JWT.findall(value):
         claims = jwt_claims(token)
         if claims is not None and is_public_jwt(claims):
+            return True
+    return False
+
+
+def _url_host_is_local(password: str, line: str) -> bool:
+    for match in URL_USERINFO.finditer(line):
+        if match.group(1) == password and is_local_host(match.group(2)):
             return True
     return False
 
@@ -173,15 +187,7 @@ class PostgresPasswordDetector(RegexBasedDetector):
     """The password of a Postgres URL, unless a placeholder or a local host."""
 
     secret_type = POSTGRES_URL
-    # Greedy password up to the last @ before the host: an unencoded @ in a
-    # password (a common mistake) still leaves the whole password matched.
-    denylist = (
-        re.compile(
-            r"postgres(?:ql)?(?:\+\w+)?://[^:/@\s'\"]*:([^\s'\"`]+)@"
-            r"(\[[0-9a-fA-F:]+\]|[^@/?:\s'\"`]+)",
-            re.IGNORECASE,
-        ),
-    )
+    denylist = (re.compile(r"postgres(?:ql)?(?:\+\w+)?" + USERINFO_HOST, re.I),)
 
     def analyze_string(self, string: str) -> Iterator[str]:
         for regex in self.denylist:
@@ -276,32 +282,35 @@ class Hit:
     kind: str
     line: int
     value: str = field(repr=False)
+    # The whole line, for judging a URL's host.
+    text: str = field(default="", repr=False)
 
 
 def judge(
     path: str, hits: Iterable[Hit], allowlist: frozenset[str], commit: str = ""
 ) -> list[Finding]:
-    """Findings from raw hits: public values, allowlisted ones and repeats dropped.
+    """Findings from raw hits: public values, repeats and allowlisted ones dropped.
 
     When a rule of ours and a generic detect-secrets plugin see the same
-    value (or one inside the other) on a line, the rule's kind is kept.
+    value (or one inside the other) on a line, the rule's kind is kept, and
+    an allowlisted value covers both.
     """
     by_line: dict[int, list[Hit]] = {}
     for hit in hits:
-        if is_public(hit.kind, hit.value) or fingerprint(hit.value) in allowlist:
-            continue
-        by_line.setdefault(hit.line, []).append(hit)
+        if not is_public(hit.kind, hit.value, hit.text):
+            by_line.setdefault(hit.line, []).append(hit)
 
     findings = []
     for line, line_hits in sorted(by_line.items()):
         line_hits.sort(key=lambda h: (h.kind in GENERIC, h.kind))
         kept: list[Hit] = []
         for hit in line_hits:
-            if any(hit.value in k.value or k.value in hit.value for k in kept):
-                continue
-            kept.append(hit)
+            if not any(hit.value in k.value or k.value in hit.value for k in kept):
+                kept.append(hit)
         findings += [
-            Finding(h.kind, path, line, commit, fingerprint(h.value)) for h in kept
+            Finding(h.kind, path, line, commit, fingerprint(h.value))
+            for h in kept
+            if fingerprint(h.value) not in allowlist
         ]
     return findings
 
@@ -596,14 +605,7 @@ def scan_lines(
     if not lines or _skip_file(path):
         return []
     cache = {} if cache is None else cache
-    hits = []
-    fresh = []
-    for number, text in lines:
-        known = cache.get((path, text))
-        if known is None:
-            fresh.append((number, text))
-        else:
-            hits += [Hit(kind, number, value) for kind, value in known]
+    fresh = [(n, text) for n, text in lines if (path, text) not in cache]
 
     # Numbered 1..n so that its "previous line" (allowlist nextline) is the
     # previous line scanned, whatever the real line numbers.
@@ -613,10 +615,14 @@ def scan_lines(
         found.setdefault(secret.line_number, []).append(
             (secret.type, secret.secret_value or "")
         )
-    for index, (number, text) in enumerate(fresh, start=1):
+    for index, (_, text) in enumerate(fresh, start=1):
         cache[(path, text)] = found.get(index, [])
-        hits += [Hit(kind, number, value) for kind, value in found.get(index, [])]
-    return hits
+    texts = dict(lines)
+    return [
+        Hit(kind, number, value, texts[number])
+        for number, text in lines
+        for kind, value in cache[(path, text)]
+    ]
 
 
 @contextlib.contextmanager
