@@ -1,4 +1,4 @@
-"""Section 11: keep secrets out of git and rotate exposed keys."""
+"""Section 11: keep secrets out of git, and rotate exposed keys."""
 
 from __future__ import annotations
 
