@@ -269,3 +269,10 @@ def test_private_files_leave_out_paths_outside_the_repository(tmp_path):
         ".octo/journal.jsonl",
     ]
     assert private == [".octo"]
+
+
+def test_the_nextline_pragma_covers_the_line_after_it():
+    line = f'password = "{RANDOM}"'
+
+    assert kinds("# pragma: allowlist nextline secret", line) == []
+    assert len(kinds("# an ordinary comment", line)) == 1
