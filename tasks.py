@@ -30,17 +30,7 @@ from tasks import (  # noqa: E402
 
 ns = Collection()
 ns.add_task(preflight.preflight)
-for module in (
-    auth,
-    secrets,
-    db,
-    deploy,
-    verify,
-    smoke,
-    release,
-    rollback,
-    security,
-):
+for module in (auth, secrets, db, deploy, verify, smoke, release, rollback, security):
     ns.add_collection(Collection.from_module(module))
 # Every flyctl call passes its own timeout; this is invoke's default echo style.
 ns.configure({"run": {"echo_format": "\033[1;37m$ {command}\033[0m"}})
