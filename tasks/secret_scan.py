@@ -427,8 +427,16 @@ class IgnoreProblem:
     fix: str
 
 
+@dataclass(frozen=True)
+class MustIgnore:
+    """A path git must ignore: what it holds, and the .gitignore line for it."""
+
+    holds: str
+    line: str
+
+
 def ignore_problems(
-    must_ignore: Mapping[str, str],
+    must_ignore: Mapping[str, MustIgnore],
     ignored: frozenset[str],
     tracked: Sequence[str],
     private_paths: Sequence[str],
@@ -440,13 +448,13 @@ def ignore_problems(
     the state folder, whose tracked contents are problems too.
     """
     problems = []
-    for path, holds in must_ignore.items():
+    for path, rule in must_ignore.items():
         if path not in ignored:
             problems.append(
                 IgnoreProblem(
                     path,
-                    f"not git-ignored, yet it holds {holds}",
-                    f"add the line `{_ignore_line(path)}` to .gitignore",
+                    f"not git-ignored, yet it holds {rule.holds}",
+                    f"add the line `{rule.line}` to .gitignore",
                 )
             )
     for path in tracked:
@@ -471,22 +479,29 @@ def ignore_problems(
 
 def private_files(
     root: Path, *, env_file: Path, state_dir: Path, journal: Path | None
-) -> tuple[dict[str, str], list[str]]:
-    """Paths git must ignore (and what each holds), and the private ones.
+) -> tuple[dict[str, MustIgnore], list[str]]:
+    """Paths git must ignore, and the private ones, relative to ROOT.
 
     `.env.local` stands for every `.env.*`; files outside ROOT are not
     git's business and are left out.
     """
-    must_ignore = {".env": "secret values", ".env.local": "secret values (.env.*)"}
+    must_ignore = {
+        ".env": MustIgnore("secret values", ".env"),
+        ".env.local": MustIgnore("secret values (.env.*)", ".env.*"),
+    }
+    state = _inside(root, state_dir)
     for path, holds in (
         (env_file, "secret values"),
         (state_dir / "digest.key", "the key of the secret digest records"),
         (journal, "the release journal"),
     ):
         relative = _inside(root, path)
-        if relative:
-            must_ignore.setdefault(relative, holds)
-    private = [p for p in (_inside(root, env_file), _inside(root, state_dir)) if p]
+        if not relative:
+            continue
+        in_state = bool(state) and relative.startswith(state + "/")
+        line = f"{state}/" if in_state else relative
+        must_ignore.setdefault(relative, MustIgnore(holds, line))
+    private = [p for p in (_inside(root, env_file), state) if p]
     return must_ignore, private
 
 
@@ -498,13 +513,6 @@ def _inside(root: Path, path: Path | None) -> str:
         return path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
         return ""
-
-
-def _ignore_line(path: str) -> str:
-    parts = PurePosixPath(path).parts
-    if len(parts) > 1 and not parts[0].startswith(".env"):
-        return f"{parts[0]}/"
-    return path
 
 
 # --- Reading the repository --------------------------------------------------

@@ -227,7 +227,10 @@ def test_merge_keeps_tree_findings_and_adds_history_only_ones():
 
 
 def test_ignore_problems_name_unignored_and_tracked_files():
-    must = {".env": "secret values", ".octo/digest.key": "a key"}
+    must = {
+        ".env": scan.MustIgnore("secret values", ".env"),
+        ".octo/digest.key": scan.MustIgnore("a key", ".octo/"),
+    }
 
     problems = scan.ignore_problems(
         must,
