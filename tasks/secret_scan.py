@@ -5,8 +5,9 @@ The scanner is detect-secrets with its own plugins and filters (so its
 secrets this backend holds. A finding keeps where it is and its kind, and a
 SHA-256 fingerprint of the value for the allowlist; never the value itself.
 
-The rules and judgements are pure; `scan_tree`, `scan_history` and
-`git_*` read the repository through `git` subprocesses.
+The rules, judgements and the diff parser are pure; `git`, `tracked_files`,
+`ignored_paths`, `history_log` and `scan_tree` read the repository (the
+first four through `git` subprocesses).
 """
 
 from __future__ import annotations
