@@ -265,13 +265,25 @@ def test_private_files_leave_out_paths_outside_the_repository(tmp_path):
         journal=root / ".octo" / "journal.jsonl",
     )
 
-    assert sorted(must) == [
-        ".env",
-        ".env.local",
-        ".octo/digest.key",
-        ".octo/journal.jsonl",
-    ]
+    assert {path: rule.line for path, rule in must.items()} == {
+        ".env": ".env",
+        ".env.local": ".env.*",
+        ".octo/digest.key": ".octo/",
+        ".octo/journal.jsonl": ".octo/",
+    }
     assert private == [".octo"]
+
+
+def test_an_env_file_in_a_folder_is_ignored_by_its_own_path(tmp_path):
+    must, private = scan.private_files(
+        tmp_path,
+        env_file=tmp_path / "config" / "prod.env",
+        state_dir=tmp_path / ".octo",
+        journal=None,
+    )
+
+    assert must["config/prod.env"].line == "config/prod.env"
+    assert private == ["config/prod.env", ".octo"]
 
 
 def test_the_nextline_pragma_covers_the_line_after_it():
