@@ -2,12 +2,66 @@
 
 from __future__ import annotations
 
+import json as json_module
+from pathlib import Path
+
 from invoke import task
 
 from tasks import rotation, ui
-from tasks.errors import UsageError, task_boundary
+from tasks.errors import OctoError, UsageError, task_boundary
 from tasks.flyctl import SECRET_NAME
 from tasks.session import open_session
+
+DEFAULT_ALLOWLIST = ".secrets.allowlist"
+
+
+@task(
+    help={
+        "no_history": "Scan the tracked files only, not every commit (fast; "
+        "the pre-commit hook uses it)",
+        "json": "Print the findings as JSON on stdout (for CI); values are "
+        "never included",
+    }
+)
+def scan(c, no_history=False, json=False):
+    """
+    Find secrets in tracked files and git history.
+
+    Scans the tracked files as they are on disk and the lines every commit
+    on every branch added, with detect-secrets and rules for Supabase,
+    Postgres, Fly.io and OpenAI keys; checks that .env and the state folder
+    are git-ignored and untracked. Reports where and what kind, never the
+    value. Exits 1 on any finding.
+    """
+    # detect-secrets and its plugins cost a few hundred milliseconds to
+    # import: only this task pays for them.
+    from tasks import secret_scan
+
+    with task_boundary("security.scan"):
+        session = open_session(c)
+        root = secret_scan.repository_root(Path.cwd())
+        allowlist_name = _allowlist_name(session.settings.extra)
+        allowlist = _read_allowlist(secret_scan, root / allowlist_name)
+        tracked = secret_scan.tracked_files(root)
+
+        ui.step(f"Scanning {len(tracked)} tracked files in {root.name}")
+        cache: dict = {}
+        with secret_scan.detector():
+            tree, files = secret_scan.scan_tree(root, tracked, allowlist, cache)
+            history: list = []
+            commits = 0
+            if not no_history:
+                log = secret_scan.history_log(root)
+                commits = secret_scan.commit_count(log)
+                ui.step(f"Scanning the lines {commits} commits added (all refs)")
+                history = secret_scan.scan_history(log, allowlist, cache)
+        findings = secret_scan.merge(tree, history)
+        problems = _ignore_problems(secret_scan, root, session.settings, tracked)
+
+        if json:
+            ui.data(_as_json(findings, problems, files, commits, no_history))
+        scope = f"{files} files" + ("" if no_history else f" and {commits} commits")
+        _report(findings, problems, scope, allowlist_name)
 
 
 @task(
@@ -35,3 +89,72 @@ def rotate(c, name, yes=False, dry_run=False):
         session = open_session(c, dry_run=dry_run)
         rotation.rotate_secret(session, name, yes=yes)
         ui.done("security.rotate", session.started)
+
+
+def _allowlist_name(extra) -> str:
+    security = extra.get("security") or {}
+    return str(security.get("allowlist") or DEFAULT_ALLOWLIST)
+
+
+def _read_allowlist(secret_scan, path: Path) -> frozenset[str]:
+    if not path.is_file():
+        return frozenset()
+    return secret_scan.read_allowlist(path.read_text(encoding="utf-8"))
+
+
+def _ignore_problems(secret_scan, root: Path, settings, tracked: list[str]) -> list:
+    journal = settings.extra.get("journal") or ""
+    must_ignore, private = secret_scan.private_files(
+        root,
+        env_file=settings.env_file,
+        state_dir=settings.state_dir,
+        journal=settings.root / journal if journal else None,
+    )
+    ignored = secret_scan.ignored_paths(root, must_ignore)
+    return secret_scan.ignore_problems(must_ignore, ignored, tracked, private)
+
+
+def _report(findings, problems, scope: str, allowlist_name: str) -> None:
+    for finding in findings:
+        where = finding.where + (" (only in history)" if finding.commit else "")
+        ui.fail(where, finding.kind)
+        if finding.in_history:
+            ui.detail(f"committed already, first in {finding.in_history}")
+        ui.detail(f"fix: {finding.fix}")
+    for problem in problems:
+        ui.fail(problem.path, problem.problem)
+        ui.detail(f"fix: {problem.fix}")
+    if not findings and not problems:
+        ui.ok("no secrets found", scope)
+        ui.ok(".env and the state folder", "git-ignored, not tracked")
+        return
+
+    counts = []
+    if findings:
+        counts.append(f"{len(findings)} secret(s) in {scope}")
+        ui.detail(
+            "a made-up test value instead: end its line with "
+            "`# pragma: allowlist secret`, or add its fingerprint (from --json) "
+            f"to {allowlist_name}"
+        )
+    if problems:
+        counts.append(f"{len(problems)} file(s) holding values not kept out of git")
+    raise OctoError(
+        f"{' and '.join(counts)} (listed above)",
+        next_command="rotate every exposed key first (a key once committed or "
+        "pushed is exposed: deleting it from the file or from history does not "
+        "undo that), then remove it from the file",
+    )
+
+
+def _as_json(findings, problems, files: int, commits: int, no_history: bool) -> str:
+    return json_module.dumps(
+        {
+            "findings": [f.as_dict() for f in findings],
+            "ignore_problems": [
+                {"path": p.path, "problem": p.problem, "fix": p.fix} for p in problems
+            ],
+            "scanned": {"files": files, "commits": None if no_history else commits},
+        },
+        indent=1,
+    )
