@@ -9,7 +9,17 @@ from dataclasses import dataclass, field
 
 from invoke import task
 
-from tasks import auth, checks, digests, preflight, secrets, ui, values, verify
+from tasks import (
+    auth,
+    checks,
+    digests,
+    preflight,
+    secrets,
+    security,
+    ui,
+    values,
+    verify,
+)
 from tasks.diagnose import Failure, diagnose
 from tasks.errors import FlyctlMissing, OctoError, UsageError, task_boundary
 from tasks.runner import TOKEN_VARIABLES, empty_token_variables
@@ -117,6 +127,7 @@ def all_checks(session: Session) -> list[Check]:
             )
         )
     found.append(Check("verify.cors", _cors))
+    found.append(Check("security.scan", _scan))
     return found
 
 
@@ -404,6 +415,17 @@ def _cors(session: Session, yes: bool) -> Outcome:
             )
         return outcome
     return Outcome(OK, f"{len(verdicts)} origin(s) allowed")
+
+
+def _scan(session: Session, yes: bool) -> Outcome:
+    try:
+        result = security.scan_repository(session, no_history=False)
+    except UsageError as exc:
+        # A copy of the tasks outside a clone has no history to scan.
+        ui.skip("secrets in git", exc.message)
+        return Outcome(SKIPPED, exc.message)
+    security.report_scan(result)
+    return Outcome(OK, f"no secrets in {result.scope}")
 
 
 def _verify(session: Session, key: str) -> Outcome:

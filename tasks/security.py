@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json as json_module
+from dataclasses import dataclass
 from pathlib import Path
 
 from invoke import task
@@ -10,7 +11,7 @@ from invoke import task
 from tasks import rotation, ui
 from tasks.errors import OctoError, UsageError, task_boundary
 from tasks.flyctl import SECRET_NAME
-from tasks.session import open_session
+from tasks.session import Session, open_session
 
 DEFAULT_ALLOWLIST = ".secrets.allowlist"
 
@@ -33,35 +34,61 @@ def scan(c, no_history=False, json=False):
     are git-ignored and untracked. Reports where and what kind, never the
     value. Exits 1 on any finding.
     """
-    # detect-secrets and its plugins cost a few hundred milliseconds to
-    # import: only this task pays for them.
-    from tasks import secret_scan
-
     with task_boundary("security.scan"):
         session = open_session(c)
-        root = secret_scan.repository_root(Path.cwd())
-        allowlist_name = _allowlist_name(session.settings.extra)
-        allowlist = _read_allowlist(secret_scan, root / allowlist_name)
-        tracked = secret_scan.tracked_files(root)
-
-        ui.step(f"Scanning {len(tracked)} tracked files in {root.name}")
-        cache: dict = {}
-        with secret_scan.detector():
-            tree, files = secret_scan.scan_tree(root, tracked, allowlist, cache)
-            history: list = []
-            commits = 0
-            if not no_history:
-                log = secret_scan.history_log(root)
-                commits = secret_scan.commit_count(log)
-                ui.step(f"Scanning the lines {commits} commits added (all refs)")
-                history = secret_scan.scan_history(log, allowlist, cache)
-        findings = secret_scan.merge(tree, history)
-        problems = _ignore_problems(secret_scan, root, session.settings, tracked)
-
+        result = scan_repository(session, no_history=no_history)
         if json:
-            ui.data(_as_json(findings, problems, files, commits, no_history))
-        scope = f"{files} files" + ("" if no_history else f" and {commits} commits")
-        _report(findings, problems, scope, allowlist_name)
+            ui.data(_as_json(result, no_history))
+        report_scan(result)
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    findings: list
+    problems: list
+    files: int
+    commits: int
+    allowlist_name: str
+
+    @property
+    def scope(self) -> str:
+        history = f" and {self.commits} commits" if self.commits else ""
+        return f"{self.files} files{history}"
+
+
+def scan_repository(session: Session, *, no_history: bool) -> ScanResult:
+    """Secrets in the work tree (and history), and files not kept out of git.
+
+    Shared by `inv security.scan` and `inv doctor`; raises `UsageError`
+    outside a git repository.
+    """
+    # detect-secrets and its plugins cost a few hundred milliseconds to
+    # import: only a scan pays for them.
+    from tasks import secret_scan
+
+    root = secret_scan.repository_root(Path.cwd())
+    allowlist_name = _allowlist_name(session.settings.extra)
+    allowlist = _read_allowlist(secret_scan, root / allowlist_name)
+    tracked = secret_scan.tracked_files(root)
+
+    ui.step(f"Scanning {len(tracked)} tracked files in {root.name}")
+    cache: dict = {}
+    with secret_scan.detector():
+        tree, files = secret_scan.scan_tree(root, tracked, allowlist, cache)
+        history: list = []
+        commits = 0
+        if not no_history:
+            log = secret_scan.history_log(root)
+            commits = secret_scan.commit_count(log)
+            ui.step(f"Scanning the lines {commits} commits added (all refs)")
+            history = secret_scan.scan_history(log, allowlist, cache)
+    return ScanResult(
+        findings=secret_scan.merge(tree, history),
+        problems=_ignore_problems(secret_scan, root, session.settings, tracked),
+        files=files,
+        commits=commits,
+        allowlist_name=allowlist_name,
+    )
 
 
 @task(
@@ -114,7 +141,9 @@ def _ignore_problems(secret_scan, root: Path, settings, tracked: list[str]) -> l
     return secret_scan.ignore_problems(must_ignore, ignored, tracked, private)
 
 
-def _report(findings, problems, scope: str, allowlist_name: str) -> None:
+def report_scan(result: ScanResult) -> None:
+    """Each finding and file problem with its fix; raise when there is any."""
+    findings, problems = result.findings, result.problems
     for finding in findings:
         where = finding.where + (" (only in history)" if finding.commit else "")
         ui.fail(where, finding.kind)
@@ -125,17 +154,17 @@ def _report(findings, problems, scope: str, allowlist_name: str) -> None:
         ui.fail(problem.path, problem.problem)
         ui.detail(f"fix: {problem.fix}")
     if not findings and not problems:
-        ui.ok("no secrets found", scope)
+        ui.ok("no secrets found", result.scope)
         ui.ok(".env and the state folder", "git-ignored, not tracked")
         return
 
     counts = []
     if findings:
-        counts.append(f"{len(findings)} secret(s) in {scope}")
+        counts.append(f"{len(findings)} secret(s) in {result.scope}")
         ui.detail(
             "a made-up test value instead: end its line with "
             "`# pragma: allowlist secret`, or add its fingerprint (from --json) "
-            f"to {allowlist_name}"
+            f"to {result.allowlist_name}"
         )
     if problems:
         counts.append(f"{len(problems)} file(s) holding values not kept out of git")
@@ -147,14 +176,18 @@ def _report(findings, problems, scope: str, allowlist_name: str) -> None:
     )
 
 
-def _as_json(findings, problems, files: int, commits: int, no_history: bool) -> str:
+def _as_json(result: ScanResult, no_history: bool) -> str:
     return json_module.dumps(
         {
-            "findings": [f.as_dict() for f in findings],
+            "findings": [f.as_dict() for f in result.findings],
             "ignore_problems": [
-                {"path": p.path, "problem": p.problem, "fix": p.fix} for p in problems
+                {"path": p.path, "problem": p.problem, "fix": p.fix}
+                for p in result.problems
             ],
-            "scanned": {"files": files, "commits": None if no_history else commits},
+            "scanned": {
+                "files": result.files,
+                "commits": None if no_history else result.commits,
+            },
         },
         indent=1,
     )

@@ -32,7 +32,9 @@ LOGIN_FIXES = {
     "email_provider_disabled": "enable the Email provider in Supabase Auth",
     "over_request_rate_limit": "wait a few minutes: Supabase Auth allows about "
     "30 sign-ins per IP address",
-    "invalid_api_key": "check SUPABASE_ANON_KEY in .env: it must be the anon "
+    # A key name beside a message, not a key: the scanner's keyword rule
+    # would flag it wherever these tasks are copied.
+    "invalid_api_key": "check SUPABASE_ANON_KEY in .env: it must be the anon "  # pragma: allowlist secret
     "(or publishable) key of the project SUPABASE_URL names",
 }
 

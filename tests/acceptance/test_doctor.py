@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 from conftest import API, WORKER
@@ -53,6 +54,8 @@ def test_healthy_setup_has_every_section_ok(inv):
         "verify.api": "ok",
         "verify.worker": "ok",
         "verify.cors": "skipped",
+        # The project copy the tests run in is no git clone.
+        "security.scan": "skipped",
     }
 
 
@@ -233,3 +236,21 @@ def test_missing_origin_is_added_and_the_api_redeployed_with_fix(
     assert f"OCTO_CORS_ORIGINS='{APP}'" in (project / ".env").read_text()
     deploys = [c for c in fly.calls() if c["command"] == "deploy"]
     assert [c["argv"][c["argv"].index("--app") + 1] for c in deploys] == [API]
+
+
+def test_a_committed_secret_is_found_and_rotation_is_the_fix(inv, project):
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    leaked = "OPENAI_API_KEY = 'sk-proj-" + "Q" * 40 + "T3BlbkFJ" + "R" * 40 + "'\n"
+    (project / ".gitignore").write_text(".env\n.env.*\n.octo/\n", encoding="utf-8")
+    (project / "settings.py").write_text(leaked, encoding="utf-8")
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "leak"]):
+        subprocess.run([*git, *args], cwd=project, check=True)
+
+    result, rows = doctor(inv)
+
+    assert result.code == 1
+    assert rows["security.scan"]["result"] == "failed"
+    assert "1 secret(s)" in rows["security.scan"]["diagnosis"]
+    assert "rotate" in rows["security.scan"]["fix"]
+    assert "inv security.rotate OPENAI_API_KEY" in result.stderr
+    assert "Q" * 40 not in result.output
