@@ -43,6 +43,8 @@ TOKEN_VARIABLES = ("FLY_ACCESS_TOKEN", "FLY_API_TOKEN")
 WINDOWS = sys.platform == "win32"
 # How often a stream waiting for lines looks at its stop event.
 STOP_CHECK_SECONDS = 0.2
+# How long a stream whose output has closed may take to exit.
+STREAM_EXIT_SECONDS = 5.0
 GRAPHQL_QUERY = re.compile(r"failed to run query .*\}: ")
 
 
@@ -213,25 +215,45 @@ class Flyctl:
         )
         lines: queue.Queue[str | None] = queue.Queue()
         stderr_chunks: list[str] = []
-        threading.Thread(
+        stdout_reader = threading.Thread(
             target=_pump, args=(process.stdout, lines), daemon=True
-        ).start()
-        threading.Thread(
+        )
+        stdout_reader.start()
+        stderr_reader = threading.Thread(
             target=lambda: stderr_chunks.append(process.stderr.read()), daemon=True
-        ).start()
+        )
+        stderr_reader.start()
         try:
             yield from _decode_objects(lines, deadline, stop)
-            if process.poll() is None or (stop is not None and stop.is_set()):
+            if stop is not None and stop.is_set():
                 return
-            process.wait(timeout=5)
+            if process.poll() is None and time.monotonic() >= deadline:
+                return
+            # Standard output closed: the process is ending. It may not have
+            # been reaped yet, so wait for its exit code rather than poll
+            # once, or a failing `flyctl logs` would pass for a quiet one.
+            try:
+                process.wait(timeout=STREAM_EXIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                return
             if process.returncode != 0:
-                time.sleep(0.05)  # let the stderr reader finish its last read
+                stderr_reader.join(timeout=STREAM_EXIT_SECONDS)
                 stderr = "".join(stderr_chunks)
                 raise self._error(args, app, process.returncode, stderr)
         finally:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+            # Once the process is gone its pipes reach EOF and the readers
+            # end; then the pipes can be closed without pulling them away
+            # from a reader mid-read.
+            for reader, pipe in (
+                (stdout_reader, process.stdout),
+                (stderr_reader, process.stderr),
+            ):
+                reader.join(timeout=STREAM_EXIT_SECONDS)
+                if not reader.is_alive():
+                    pipe.close()
 
     def _run(self, program: str, args: list[str], **kwargs: Any) -> Result:
         from invoke.exceptions import CommandTimedOut

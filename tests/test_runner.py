@@ -78,3 +78,36 @@ def test_last_error_lines_drops_the_quoted_graphql_query():
     assert last_error_lines(stderr) == (
         "Error: failed to get app: Not authorized to access this firecrackerapp"
     )
+
+
+def test_a_stream_that_closes_its_output_before_failing_raises(tmp_path):
+    """A failing `flyctl logs` is an error even when it exits after EOF."""
+    import sys
+
+    import pytest
+    from invoke import Context
+
+    from tasks.errors import FlyctlError
+    from tasks.runner import Flyctl
+    from tasks.settings import load
+
+    script = tmp_path / "late_failure.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "os.close(1)\n"
+        "time.sleep(0.5)\n"
+        "sys.stderr.write('Error: 401 Unauthorized\\n')\n"
+        "sys.exit(1)\n",
+        encoding="utf-8",
+    )
+    config = {"octo": {"apps": {"api": {"name": "a", "config": "fly.toml"}}}}
+    config["octo"]["timeouts"] = dict.fromkeys(
+        ("command", "deploy", "health", "machines", "worker_logs"), 10
+    )
+    fly = Flyctl(Context(), load(config, root=tmp_path))
+    fly.program = sys.executable
+
+    with pytest.raises(FlyctlError) as caught:
+        list(fly.stream([str(script)], app="a", deadline=time.monotonic() + 10))
+
+    assert "401 Unauthorized" in caught.value.stderr_tail
