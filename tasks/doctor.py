@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from invoke import task
 
@@ -65,7 +65,7 @@ class Row:
     check: Check
     outcome: Outcome
     seconds: float = 0.0
-    fixed: bool = field(default=False)
+    fixed: bool = False
 
 
 @task(

@@ -300,14 +300,23 @@ class HealthServer(ThreadingHTTPServer):
         return 503, b'{"ok": false}', "application/json"
 
 
+def serving(server: ThreadingHTTPServer):
+    """Serve SERVER on a thread for one test, then shut it down."""
+    # A short poll keeps shutdown() (and so every test's teardown) quick.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def health() -> HealthServer:
-    server = HealthServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    yield from serving(HealthServer())
 
 
 def _dotenv_names(path: Path) -> set[str]:
@@ -322,15 +331,7 @@ def smoke_api(fly: FlyDouble):
     """Supabase Auth and the OCTO API on a local port; jobs feed the double's logs."""
     from smoke_server import SmokeServer
 
-    server = SmokeServer(fly)
-    # A short poll keeps shutdown() (and so every test's teardown) quick.
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    yield from serving(SmokeServer(fly))
 
 
 @pytest.fixture
@@ -338,14 +339,7 @@ def cors_api():
     """The API's CORS behaviour on a local port (see tests/cors_server.py)."""
     from cors_server import CorsServer
 
-    server = CorsServer()
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    yield from serving(CorsServer())
 
 
 @dataclass

@@ -6,7 +6,7 @@ import json
 import subprocess
 
 import pytest
-from conftest import API, WORKER
+from conftest import API, SENTINEL_TOKEN, WORKER
 from test_secrets import assert_no_secret_leaks, good_values, write_env
 from test_verify_cors import APP, settings
 
@@ -254,3 +254,25 @@ def test_a_committed_secret_is_found_and_rotation_is_the_fix(inv, project):
     assert "rotate" in rows["security.scan"]["fix"]
     assert "inv security.rotate OPENAI_API_KEY" in result.stderr
     assert "Q" * 40 not in result.output
+
+
+def test_relogin_is_offered_but_needs_a_terminal(inv, fly):
+    fly.log_out()
+
+    result = inv("doctor", "--fix", "--yes")
+
+    assert result.code == 1
+    assert "Fix for auth.check: log out of Fly.io and log in again" in result.stderr
+    assert "standard input is not a terminal" in result.stderr
+    assert "auth logout" not in fly.commands()
+
+
+def test_relogin_is_not_offered_when_a_token_variable_wins(inv, fly):
+    fly.update(lambda s: s["tokens"].pop(SENTINEL_TOKEN))
+
+    result = inv("doctor", "--fix", "--yes", env={"FLY_API_TOKEN": SENTINEL_TOKEN})
+
+    assert result.code == 1
+    assert "log in again" not in result.stderr
+    assert "no fix to automate" in result.stderr
+    assert SENTINEL_TOKEN not in result.output
