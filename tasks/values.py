@@ -299,6 +299,9 @@ def check_db_url(
 
     python = urllib_parts(url)
     if not placeholder and (python is None or python != parsed):
+        # Each parser then cut the password somewhere else, so any host,
+        # port or parameter read from it may hold part of the password:
+        # nothing more is judged, and so nothing of it is quoted.
         findings.append(
             Finding(
                 name,
@@ -308,7 +311,8 @@ def check_db_url(
                 DB_URL_FIX,
             )
         )
-    elif not placeholder and not USERINFO_CHARS.match(_raw_userinfo(rest)):
+        return findings
+    if not placeholder and not USERINFO_CHARS.match(_raw_userinfo(rest)):
         findings.append(
             Finding(
                 name,

@@ -582,3 +582,17 @@ def test_with_password_refuses_an_unreadable_url_without_quoting_it():
         values.with_password("postgresql://post gres:se cret@", "new")
 
     assert "se cret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "password",
+    ["Pa@ss#Wd9SENTINEL", "a@b@SENTINEL", "SENT?INEL@x", "p/SENTINEL@q#r", "@SENTINEL"],
+)
+def test_no_finding_quotes_part_of_an_unencoded_password(password):
+    url = f"postgresql://postgres:{password}@db.{REF}.supabase.co:5432/postgres?sslmode=require"
+
+    findings = values.check_db_url(url, ref=REF)
+
+    assert findings
+    for finding in findings:
+        assert "SENTINEL" not in finding.reason + finding.fix
