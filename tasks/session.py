@@ -57,7 +57,8 @@ def open_session(c: Context, *, dry_run: bool = False) -> Session:
 
     Under `inv --dry` every command returns an empty result, so nothing
     could be parsed or verified; the tasks' own `--dry-run` runs the reads
-    and only shows the changes.
+    and only shows the changes. The refusal exits 2 (not as asked), never
+    0: a CI step `inv --dry release` must not pass for a release.
     """
     if c.config.run.dry:
         from invoke.exceptions import Exit
@@ -65,7 +66,7 @@ def open_session(c: Context, *, dry_run: bool = False) -> Session:
         raise Exit(
             "inv --dry runs no flyctl reads, so nothing can be verified; "
             "use the task's --dry-run option instead (e.g. inv release --dry-run)",
-            code=0,
+            code=2,
         )
     loaded = settings_module.load(c.config, root=Path.cwd())
     return Session(

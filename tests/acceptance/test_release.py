@@ -290,3 +290,11 @@ if sys.platform == "win32":  # pragma: no cover - the double's wrapper is POSIX-
     import pytest
 
     pytestmark = pytest.mark.skip("the flyctl double's wrapper script is POSIX-only")
+
+
+def test_invokes_own_dry_switch_is_refused_with_exit_2(inv, fly):
+    result = inv("--dry", "release", "--yes")
+
+    assert result.code == 2
+    assert "use the task's --dry-run option" in result.stderr
+    assert fly.calls() == []
