@@ -174,6 +174,16 @@ class Machine:
         """Exit events in the machine's recent history: a crash loop shows many."""
         return sum(1 for e in self.events if e.get("type") == "exit")
 
+    @property
+    def started_at(self) -> float | None:
+        """When its process last started, in seconds since the epoch (Fly's clock)."""
+        starts = [
+            e["timestamp"] / 1000
+            for e in self.events
+            if e.get("type") == "start" and isinstance(e.get("timestamp"), int | float)
+        ]
+        return max(starts) if starts else None
+
 
 @dataclass(frozen=True)
 class AppStatus:
@@ -320,6 +330,31 @@ def parse_log_entry(entry: Mapping[str, Any]) -> LogLine:
         level=str(entry.get("level", "")),
         message=ANSI_ESCAPE.sub("", str(entry.get("message", ""))),
     )
+
+
+def log_time(timestamp: str) -> float | None:
+    """A log line's RFC 3339 timestamp (nanoseconds allowed) as epoch seconds."""
+    match = re.match(
+        r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", timestamp
+    )
+    if not match:
+        return None
+    from datetime import datetime
+
+    whole, fraction, zone = match.groups()
+    moment = datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone))
+    return moment.timestamp() + (float(fraction) if fraction else 0.0)
+
+
+def is_fresh(line: LogLine, not_before: float) -> bool:
+    """Whether LINE was logged at NOT_BEFORE or later.
+
+    `flyctl logs` first replays the app's log buffer, which can hold lines
+    of an earlier release or of hours ago. A line whose time cannot be read
+    counts as fresh rather than failing a healthy app.
+    """
+    moment = log_time(line.timestamp)
+    return moment is None or moment >= not_before
 
 
 def is_poll_line(line: LogLine, pattern: str) -> bool:

@@ -24,6 +24,10 @@ USER_AGENT = "octo-release-runbook (verify.api)"
 # Seconds spent reading recent log lines as evidence; the buffer read can hang.
 EVIDENCE_SECONDS = 5.0
 LAST_LINES_SHOWN = 10
+# Seconds a poll line may be old and still prove the worker polls now; it
+# polls every WORKER_POLL_MS (1 s), and this absorbs clock skew between
+# this computer and Fly's log timestamps.
+POLL_LINE_MAX_AGE = 60.0
 
 
 @task(help={"version": VERSION_HELP})
@@ -282,6 +286,12 @@ def wait_for_polling(
     )
     started = time.monotonic()
     current = {m.id for m in status.machines if m.version == str(status.version)}
+    # A poll line proves the worker polls now only when its process logged
+    # it: not before the machine last started (an earlier release's lines
+    # stay in the buffer flyctl replays first), nor long ago.
+    recent = time.time() - POLL_LINE_MAX_AGE
+    not_before = {m.id: max(m.started_at or 0.0, recent) for m in status.machines}
+    stale = 0
     last_seen: deque[checks.LogLine] = deque(maxlen=LAST_LINES_SHOWN)
     args = flyctl.logs(app.name)
     for entry in session.fly.stream(args, app=app.name, deadline=started + budget):
@@ -290,15 +300,26 @@ def wait_for_polling(
         # Lines of machines still on an older release prove nothing new.
         if current and line.instance and line.instance not in current:
             continue
-        if checks.is_poll_line(line, pattern):
-            ui.ok(
-                f"{app.name} polls",
-                f"after {time.monotonic() - started:.1f} s on machine {line.instance}",
-            )
-            ui.detail(line.render())
-            return
+        if not checks.is_poll_line(line, pattern):
+            continue
+        if not checks.is_fresh(line, not_before.get(line.instance, recent)):
+            stale += 1
+            continue
+        ui.ok(
+            f"{app.name} polls",
+            f"after {time.monotonic() - started:.1f} s on machine {line.instance}",
+        )
+        ui.detail(line.render())
+        return
 
     ui.fail(f"no {pattern!r} line from {app.name} within {budget:.0f} s")
+    if stale:
+        ui.detail(
+            f"{stale} older {pattern!r} line(s) came from the log buffer: logged "
+            f"before the machine last started or over {POLL_LINE_MAX_AGE:.0f} s "
+            "ago, so they prove nothing about the worker now (if this computer's "
+            "clock is off by minutes, fix that first)"
+        )
     if last_seen:
         ui.detail(f"last {len(last_seen)} line(s) seen:")
         for line in last_seen:

@@ -214,14 +214,20 @@ class FlyDouble:
         return secret["value"] if secret else None
 
     def append_log(
-        self, app: str, message: str, instance: str = "", level: str = "info"
+        self,
+        app: str,
+        message: str,
+        instance: str = "",
+        level: str = "info",
+        seconds_ago: float = 0.0,
     ):
         logs = self.dir / "logs"
         logs.mkdir(exist_ok=True)
         if not instance:
             instance = self.state["apps"][app]["machines"][0]["id"]
+        logged = time.gmtime(time.time() - seconds_ago)
         entry = {
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime()),
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", logged),
             "instance": instance,
             "region": "syd",
             "level": level,

@@ -184,3 +184,30 @@ def test_config_problems_for_the_api_and_the_worker():
         "names app 'x', but settings deploy it as 'octo-api'",
         "has no [http_service], so Fly has no health check",
     ]
+
+
+def test_log_time_reads_flyctls_nanosecond_timestamps():
+    assert checks.log_time("1970-01-01T00:01:00.500000000Z") == 60.5
+    assert checks.log_time("1970-01-01T01:00:00+01:00") == 0.0
+    assert checks.log_time("yesterday") is None
+
+
+def test_a_line_older_than_the_bound_is_not_fresh_and_an_unreadable_one_is():
+    old = checks.LogLine("1970-01-01T00:00:10Z", "m1", "syd", "info", "x")
+    unknown = checks.LogLine("", "m1", "syd", "info", "x")
+
+    assert not checks.is_fresh(old, not_before=11.0)
+    assert checks.is_fresh(old, not_before=10.0)
+    assert checks.is_fresh(unknown, not_before=11.0)
+
+
+def test_a_machine_started_at_its_newest_start_event():
+    events = (
+        {"type": "start", "timestamp": 3000},
+        {"type": "exit", "timestamp": 2000},
+        {"type": "start", "timestamp": 1000},
+    )
+    machine = checks.Machine("m1", "started", "syd", "3", "img", events=events)
+
+    assert machine.started_at == 3.0
+    assert checks.Machine("m2", "started", "syd", "3", "img").started_at is None

@@ -298,3 +298,31 @@ def test_invokes_own_dry_switch_is_refused_with_exit_2(inv, fly):
     assert result.code == 2
     assert "use the task's --dry-run option" in result.stderr
     assert fly.calls() == []
+
+
+CLAIM = (
+    "INFO:octo.db.query:db_query={'query': 'jobs.claim_batch_any', 'ms': 2.1, "
+    "'rowcount': 0, 'params': [1200, 5, '5b8e7f2a']}"
+)
+
+
+def test_an_hours_old_poll_line_in_the_buffer_does_not_pass_a_silent_worker(inv, fly):
+    fly.fault("silent", WORKER)
+    fly.append_log(WORKER, CLAIM, seconds_ago=2 * 3600)
+
+    result = inv("verify.worker")
+
+    assert result.code == 1, result.output
+    assert (
+        "1 older 'jobs.claim_batch' line(s) came from the log buffer" in result.stderr
+    )
+
+
+def test_poll_lines_from_before_the_deploy_do_not_pass_a_silent_new_build(inv, fly):
+    fly.append_log(WORKER, CLAIM, seconds_ago=1)
+    fly.bad_build(WORKER, "silent")
+
+    result = inv("release", "--yes", "--skip-smoke", "--rollback", "never")
+
+    assert result.code == 1, result.output
+    assert "step verify.worker failed" in result.stderr

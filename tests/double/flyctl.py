@@ -362,6 +362,10 @@ def exit_event(code: int, requested: bool, restarts: int, at: int) -> dict:
     }
 
 
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 def machine_events(m: dict) -> list[dict]:
     """The machine's recent events, newest first, as flyctl prints them.
 
@@ -369,7 +373,8 @@ def machine_events(m: dict) -> list[dict]:
     (Fly Proxy's auto-stop, `m["stopped_by"] == "autostop"`) leaves an exit
     with requested_stop after a stop from source "user".
     """
-    at = 1787234640000
+    # When the double last (re)started it; an older fixed time otherwise.
+    at = m.get("started_ms", 1787234640000)
     events = [{"type": "start", "status": "started", "source": "flyd", "timestamp": at}]
     for i in range(1, m.get("exits", 0) + 1):
         events.append(exit_event(1, False, i, at + 10 * i))
@@ -603,6 +608,7 @@ def restart(state, app) -> None:
     print(f"Updating existing machines in '{app['name']}' with rolling strategy")
     for i, m in enumerate(app["machines"], 1):
         m["release_tick"] = state["tick"]
+        m["started_ms"] = now_ms()
         print(f"> [{i}/{n}] Updating {m['id']} [{m['process']}]")
         print(f"✔ [{i}/{n}] Machine {m['id']} [{m['process']}] update succeeded")
 
@@ -742,7 +748,11 @@ def cmd_deploy(state, flags, pos, stdin):
         tag = f"[{i}/{n}] " if n > 1 else ""
         print(f"> {tag}Updating machine config for {m['id']}")
         m.update(
-            version=version, image=image, release_tick=state["tick"], state="started"
+            version=version,
+            image=image,
+            release_tick=state["tick"],
+            state="started",
+            started_ms=now_ms(),
         )
         m.pop("stopped_by", None)
         print(f"> {tag}Waiting for machine {m['id']} to reach a good state")
@@ -822,6 +832,7 @@ def new_machine(app, image, version, tick) -> dict:
         "release_tick": tick,
         "checks": [],
         "exits": 0,
+        "started_ms": now_ms(),
     }
 
 
