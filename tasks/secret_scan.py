@@ -36,9 +36,15 @@ ROTATE = {
     SERVICE_ROLE: "SUPABASE_SERVICE_ROLE_KEY",
     SUPABASE_SECRET: "SUPABASE_SERVICE_ROLE_KEY",
     POSTGRES_URL: "SUPABASE_DB_URL",
-    FLY_TOKEN: "FLY_API_TOKEN",
     OPENAI_KEY: "OPENAI_API_KEY",
 }
+# A Fly.io token is no app secret: it is revoked at Fly and replaced where
+# CI keeps it.
+FLY_TOKEN_FIX = (
+    "revoke it (`flyctl tokens list`, then `flyctl tokens revoke <id>`), create a "
+    "new one with `flyctl tokens create deploy --app <app>`, put it in CI's "
+    "FLY_API_TOKEN, then remove it from the file"
+)
 # detect-secrets' generic kinds that one of our rules names more precisely
 # when both see the same value on a line.
 GENERIC = frozenset(
@@ -262,6 +268,8 @@ class Finding:
     def fix(self) -> str:
         if self.rotate:
             return f"rotate it (`inv security.rotate {self.rotate}`), then remove it"
+        if self.kind == FLY_TOKEN:
+            return FLY_TOKEN_FIX
         return "rotate it where it was issued, then remove it"
 
     def as_dict(self) -> dict[str, object]:

@@ -291,3 +291,11 @@ def test_the_nextline_pragma_covers_the_line_after_it():
 
     assert kinds("# pragma: allowlist nextline secret", line) == []
     assert len(kinds("# an ordinary comment", line)) == 1
+
+
+def test_a_fly_token_is_revoked_at_fly_not_rotated_as_an_app_secret():
+    finding = scan.Finding(kind=scan.FLY_TOKEN, path=".env.prod", line=2)
+
+    assert finding.rotate == ""
+    assert "flyctl tokens revoke" in finding.fix
+    assert "security.rotate" not in finding.fix
