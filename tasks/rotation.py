@@ -76,9 +76,13 @@ def rotate_secret(session: Session, name: str, *, yes: bool) -> None:
         )
     guidance = GUIDANCE.get(name, GENERIC)
     ui.step(f"Rotating {name} on {', '.join(a.name for a in apps)}")
+    old = settings_.value(name)
+    if name == values.DB_URL:
+        # Before the operator resets the password (which breaks the apps'
+        # new connections), make sure the URL can be rebuilt around a new one.
+        check_current_db_url(session, old)
     ui.detail(f"before: {guidance.before}")
 
-    old = settings_.value(name)
     new = read_new_value(name, old)
     check_new_value(session, name, old, new)
     show_plan(session, name, apps)
@@ -95,7 +99,6 @@ def rotate_secret(session: Session, name: str, *, yes: bool) -> None:
     with journal.recording(session, "security.rotate", pipeline.results):
         try:
             stage_everywhere(session, pipeline, name, apps, old, new)
-            remember(session, name, new)
             for app in apps:
                 redeploy(session, pipeline, app)
         except StepFailed as failed:
@@ -105,25 +108,52 @@ def rotate_secret(session: Session, name: str, *, yes: bool) -> None:
             failed.error.next_command = ""
             raise OctoError(
                 f"step {failed.step} failed: {failed.error.render()}",
-                next_command="do not revoke the old value yet: it is still valid. "
-                f"Fix the cause and run `inv release`, which applies the staged {name}; "
-                f"if the new value is the cause, rotate back to the old one with "
-                f"`inv security.rotate {name}`",
+                next_command=_after_failure(session, name),
             ) from None
+        # Only now: until every app runs the new value, .env keeps the old
+        # one, the way back.
+        remember(session, name, new)
     pipeline.summary()
     ui.ok(f"{name} rotated", f"{', '.join(a.name for a in apps)} verified on it")
     ui.detail(f"now revoke the old value: {guidance.revoke}")
 
 
-def read_new_value(name: str, old: Secret | None) -> Secret:
-    """The new value, typed without echo; for the database, only its password."""
-    if name != values.DB_URL:
-        return ui.read_secret(f"New value of {name}")
+def _after_failure(session: Session, name: str) -> str:
+    kept = _kept_in_env_file(session, name)
+    back = (
+        f"to go back, `inv secrets.set {name}` stages the old value, which "
+        f"{session.settings.env_file.name} still holds, then `inv release`"
+        if kept
+        else f"to go back, stage the old value again with `inv secrets.set {name}`"
+    )
+    return (
+        "do not revoke the old value yet: it is still valid. To go on, fix the "
+        f"cause and run `inv release`, which applies the staged {name}, then put "
+        f"the new value in {session.settings.env_file.name}; {back}"
+    )
+
+
+def check_current_db_url(session: Session, old: Secret | None) -> None:
+    """Refuse to start a database rotation from a URL that cannot be rebuilt."""
     if old is None:
         raise UsageError(
-            f"no {name} in .env to rebuild around the new password; build it with "
-            "`inv db.url`, then `inv secrets.set SUPABASE_DB_URL`"
+            f"no {values.DB_URL} in .env to rebuild around the new password; build "
+            "it with `inv db.url`, then `inv secrets.set SUPABASE_DB_URL`"
         )
+    findings = values.validate(session.settings.values, names=(values.DB_URL,))
+    if values.errors(findings):
+        secrets.report_findings_for(values.errors(findings))
+        raise UsageError(
+            f"the current {values.DB_URL} is wrong (listed above), so no new one can "
+            "be built from it: do not reset the database password yet; fix the URL "
+            "with `inv db.url` first"
+        )
+
+
+def read_new_value(name: str, old: Secret | None) -> Secret:
+    """The new value, typed without echo; for the database, only its password."""
+    if name != values.DB_URL or old is None:
+        return ui.read_secret(f"New value of {name}")
     password = ui.read_secret("New database password")
     try:
         return Secret(values.with_password(old.reveal(), password.reveal()))

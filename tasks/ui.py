@@ -132,7 +132,7 @@ def read_secret(what: str) -> Secret:
         value = line.rstrip("\r\n")
     if not value:
         raise UsageError(
-            f"no {what.lower()} given (type it at the prompt, or pipe one line "
+            f"nothing given for: {what} (type it at the prompt, or pipe one line "
             "on standard input)"
         )
     return Secret(value)

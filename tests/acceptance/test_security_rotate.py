@@ -167,6 +167,24 @@ def test_a_failed_deploy_says_not_to_revoke_the_old_value_yet(inv, fly, project)
     assert result.code == 1
     assert "do not revoke the old value yet" in result.stderr
     assert "now revoke" not in result.stderr
+    # .env keeps the old value, the way back, until every app runs the new one.
+    env = (project / ".env").read_text(encoding="utf-8")
+    assert OPENAI_KEY in env and NEW_OPENAI_KEY not in env
+    assert "inv secrets.set OPENAI_API_KEY" in result.stderr
+
+
+def test_a_broken_current_database_url_stops_before_the_reset_advice(inv, fly, project):
+    write_env(project, good_values() | {"SUPABASE_DB_URL": "postgresql://postgres@db"})
+
+    result = inv(
+        "security.rotate", "SUPABASE_DB_URL", "--yes", stdin=NEW_DB_PASSWORD + "\n"
+    )
+
+    assert result.code == 2
+    assert "the current SUPABASE_DB_URL is wrong" in result.stderr
+    assert "do not reset the database password yet" in result.stderr
+    assert "before: Reset" not in result.stderr
+    assert imports(fly) == []
 
 
 def test_a_name_no_app_uses_is_refused(inv, project):
