@@ -91,6 +91,8 @@ def doctor(c, fix=False, yes=False, json=False):
                 "--json cannot go with --fix: a fix streams flyctl's output on "
                 "standard output; run `inv doctor --fix`, then `inv doctor --json`"
             )
+        if fix and not yes:
+            ui.require_terminal("doctor --fix asks before each fix")
         session = open_session(c)
         rows = run_checks(session, all_checks(session), yes=yes)
         if fix:
@@ -98,11 +100,18 @@ def doctor(c, fix=False, yes=False, json=False):
                 show_table(rows)
             apply_fixes(session, rows, yes=yes)
         show_rows(rows, as_json=json)
-        failed = [row.check.name for row in rows if row.outcome.result == FAILED]
+        failed = [row for row in rows if row.outcome.result == FAILED]
         if failed:
+            fixable = [row.check.name for row in failed if row.outcome.automated]
+            names = ", ".join(row.check.name for row in failed)
             raise OctoError(
-                f"{len(failed)} check(s) failed: {', '.join(failed)} (table above)",
-                next_command="inv doctor --fix" if not fix else "",
+                f"{len(failed)} check(s) failed: {names} (table above)",
+                next_command=(
+                    f"inv doctor --fix (it can fix {', '.join(fixable)}); "
+                    "the fix column says what to do for the others"
+                    if fixable and not fix
+                    else "the fix column says what to do"
+                ),
             )
         ui.ok("all clear", f"{len(rows)} checks, none failed")
         ui.done("doctor", session.started)

@@ -577,6 +577,15 @@ def fix_origins(
             "the new value replaces it: origins set only on Fly are lost "
             f"(copy them into {settings.env_file.name} first to keep them)",
         )
+        if yes and not session.dry_run:
+            # Fly never shows the value back, so nobody has seen what would be
+            # lost: another frontend could break. Only a person may accept it.
+            raise OctoError(
+                f"refusing to replace {name} on {app.name} unseen under --yes",
+                next_command=f"put the API's current {name} in "
+                f"{settings.env_file.name}, then run the fix again; or run it "
+                "without --yes to accept the loss",
+            )
     new_value, notes = cors.merge_origins(
         current.reveal() if current else "", missing_origins
     )

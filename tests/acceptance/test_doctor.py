@@ -164,7 +164,7 @@ def test_without_fix_nothing_is_changed(inv, fly):
     assert "WORKER_BATCH missing" in rows["secrets.check"]["diagnosis"]
     assert rows["secrets.check"]["fix"] == "inv secrets.set WORKER_BATCH (from .env)"
     assert not [c for c in fly.calls() if c["command"] == "secrets import"]
-    assert "next: inv doctor --fix" in result.stderr
+    assert "next: inv doctor --fix (it can fix secrets.check)" in result.stderr
 
 
 def test_fix_without_a_terminal_or_yes_changes_nothing(inv, fly):
@@ -172,8 +172,9 @@ def test_fix_without_a_terminal_or_yes_changes_nothing(inv, fly):
 
     result = inv("doctor", "--fix")
 
-    assert result.code == 1
+    assert result.code == 2
     assert "pass --yes" in result.stderr
+    assert fly.calls() == []
     assert not [c for c in fly.calls() if c["command"] == "secrets import"]
 
 
@@ -187,6 +188,7 @@ def test_unhealthy_api_and_silent_worker_are_both_reported(inv, fly, health):
     assert rows["verify.api"]["result"] == "failed"
     assert rows["verify.worker"]["result"] == "failed"
     assert "doctor: 2 check(s) failed: verify.api, verify.worker" in result.stderr
+    assert "inv doctor --fix" not in result.stderr
 
 
 def test_without_flyctl_the_fly_checks_are_skipped(inv):

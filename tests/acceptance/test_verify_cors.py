@@ -229,6 +229,24 @@ def test_fix_dry_run_warns_about_fly_only_origins_and_changes_nothing(
     assert {"secrets import", "deploy"}.isdisjoint(fly.commands())
 
 
+def test_fix_under_yes_refuses_to_replace_origins_only_fly_holds(
+    inv, cors_api, fly, project
+):
+    fly.update(
+        lambda s: s["apps"][API]["secrets"].update(
+            OCTO_CORS_ORIGINS={"digest": "0af1", "value": OLD, "updated": 1}
+        )
+    )
+
+    result = inv("verify.cors", "--fix", "--yes", env=settings(cors_api.url, APP))
+
+    assert result.code == 1, result.output
+    assert "refusing to replace OCTO_CORS_ORIGINS" in result.stderr
+    assert fly.secret_value(API, "OCTO_CORS_ORIGINS") == OLD
+    assert not (project / ".env").exists()
+    assert {"secrets import", "deploy"}.isdisjoint(fly.commands())
+
+
 def test_fix_without_a_terminal_or_yes_exits_2_before_any_request(inv, cors_api):
     result = inv("verify.cors", "--fix", env=settings(cors_api.url, APP))
 
