@@ -4,6 +4,8 @@ This file only assembles the collection; each runbook section lives in its
 own module under tasks/.
 """
 
+import os
+import sys
 from pathlib import Path
 
 # invoke imports this file as the module `tasks`, which would hide the
@@ -34,5 +36,13 @@ ns.add_task(preflight.preflight)
 ns.add_task(doctor.doctor)
 for module in (auth, secrets, db, deploy, verify, smoke, release, rollback, security):
     ns.add_collection(Collection.from_module(module))
-# Every flyctl call passes its own timeout; this is invoke's default echo style.
-ns.configure({"run": {"echo_format": "\033[1;37m$ {command}\033[0m"}})
+# The echoed flyctl command in invoke's bold, but plain where colour is
+# unwanted (NO_COLOR) or unseen (a CI log, a pipe), as ui.py does.
+_plain = bool(os.environ.get("NO_COLOR")) or not sys.stdout.isatty()
+ns.configure(
+    {
+        "run": {
+            "echo_format": "$ {command}" if _plain else "\033[1;37m$ {command}\033[0m"
+        }
+    }
+)

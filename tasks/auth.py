@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from invoke import task
 
-from tasks import checks, flyctl, ui
+from tasks import checks, flyctl, preflight, ui
 from tasks.errors import FlyctlError, OctoError, task_boundary
 from tasks.session import Session, open_session
 
@@ -26,7 +26,9 @@ def check(c):
     which an app-scoped deploy token (CI) is not allowed to run.
     """
     with task_boundary("auth.check"):
-        check_access(open_session(c))
+        session = open_session(c)
+        preflight.warn_empty_token_variables()
+        check_access(session)
 
 
 def check_access(session: Session) -> dict[str, checks.AppStatus]:

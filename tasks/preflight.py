@@ -54,15 +54,20 @@ def check(session: Session) -> None:
     for problem in session.settings.env_file_problems:
         problems.append(f"{problem} (fix {session.settings.env_file})")
 
-    for name in empty_token_variables(os.environ):
-        ui.warn(f"{name} is set but empty", "removed for the flyctl these tasks run")
-        for failure in diagnose(f"{name} is set but empty", "env"):
-            ui.detail(f"fix for your own shell: {failure.fix}")
+    warn_empty_token_variables()
 
     if problems:
         for problem in problems:
             ui.fail(problem)
         raise UsageError(f"{len(problems)} prerequisite(s) missing (listed above)")
+
+
+def warn_empty_token_variables() -> None:
+    """Say which empty token variables the tasks drop, and the shell's own fix."""
+    for name in empty_token_variables(os.environ):
+        ui.warn(f"{name} is set but empty", "removed for the flyctl these tasks run")
+        for failure in diagnose(f"{name} is set but empty", "env"):
+            ui.detail(f"fix for your own shell: {failure.fix}")
 
 
 def _check_flyctl(session: Session) -> None:

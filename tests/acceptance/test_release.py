@@ -326,3 +326,19 @@ def test_poll_lines_from_before_the_deploy_do_not_pass_a_silent_new_build(inv, f
 
     assert result.code == 1, result.output
     assert "step verify.worker failed" in result.stderr
+
+
+def test_echoed_commands_are_plain_text_in_a_log(inv):
+    result = inv("deploy.api", "--yes")
+
+    assert result.code == 0, result.output
+    echoed = [ln for ln in result.stdout.splitlines() if "flyctl deploy --app" in ln]
+    assert echoed and all(ln.startswith("$ ") for ln in echoed)
+
+
+def test_auth_check_says_it_drops_an_empty_token_variable(inv):
+    result = inv("auth.check", env={"FLY_ACCESS_TOKEN": ""})
+
+    assert result.code == 0, result.output
+    assert "FLY_ACCESS_TOKEN is set but empty" in result.stderr
+    assert "Remove-Item Env:FLY_ACCESS_TOKEN" in result.stderr
