@@ -401,18 +401,24 @@ def push_values(session: Session, names: list[str], *, now: bool, yes: bool) -> 
         if not ui.confirm(f"{verb} {total} secret value(s) on {apps}?", yes=yes):
             raise OctoError("not confirmed; no secret was changed")
 
+    done: list[str] = []
     for key, sent in sends.items():
         if not sent:
             continue
         app = settings.app(key)
-        ui.step(f"Staging {len(sent)} secret(s) on {app.name}")
-        changed = stage_values(
-            session, app, {n: chosen[n] for n in sent}, record=record
-        )
-        _report_changed(session, app, sent, changed)
-        if now and not session.dry_run:
-            ui.step(f"Applying staged secrets on {app.name}")
-            session.fly.change(flyctl.secrets_deploy(app.name), app=app.name)
+        try:
+            ui.step(f"Staging {len(sent)} secret(s) on {app.name}")
+            changed = stage_values(
+                session, app, {n: chosen[n] for n in sent}, record=record
+            )
+            _report_changed(session, app, sent, changed)
+            if now and not session.dry_run:
+                ui.step(f"Applying staged secrets on {app.name}")
+                session.fly.change(flyctl.secrets_deploy(app.name), app=app.name)
+        except OctoError as exc:
+            _say_half_sent(exc, app.name, done)
+            raise
+        done.append(app.name)
 
     if not session.dry_run:
         _recheck_parity(session, names)
@@ -420,6 +426,20 @@ def push_values(session: Session, names: list[str], *, now: bool, yes: bool) -> 
             ui.detail(
                 "the next deploy applies staged values (inv release), or run with --now"
             )
+
+
+def _say_half_sent(exc: OctoError, failed_app: str, done: list[str]) -> None:
+    """Add to one app's failed send which apps already got their values."""
+    if not done:
+        return
+    exc.message = (
+        f"{exc.message}\n  sent to {', '.join(done)} already, not to {failed_app} "
+        "or any app after it: the apps now hold different values"
+    )
+    exc.next_command = (
+        "fix the cause and run the same command again: values an app already "
+        "holds are not sent twice (`inv secrets.check` shows the difference)"
+    )
 
 
 def report_findings_for(findings: list[values.Finding]) -> None:

@@ -308,3 +308,19 @@ def test_validate_the_example_env_names_each_placeholder(inv, project):
     ):
         assert f"✗ {name}: still holds a placeholder" in result.stderr
     assert "WORKER_ORG_ID" not in result.stderr
+
+
+def test_push_failing_on_one_app_says_the_other_already_holds_the_values(
+    inv, fly, project
+):
+    write_env(project, good_values())
+    fly.fault(
+        "fail",
+        {"secrets import": {"stderr": "Error: 500 internal error", "app": WORKER}},
+    )
+
+    result = inv("secrets.push", "--yes")
+
+    assert result.code == 1
+    assert f"sent to {API} already, not to {WORKER}" in result.stderr
+    assert "run the same command again" in result.stderr
