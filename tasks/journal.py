@@ -403,8 +403,9 @@ def recording(
 ) -> Iterator[Recorder]:
     """Append the task's record to the journal when it ends, however it ends.
 
-    Dry runs change nothing and are not recorded. After Ctrl-C no more
-    flyctl calls are made: the record then says what was known.
+    Dry runs change nothing and are not recorded, nor are runs refused
+    before they deployed anything. After Ctrl-C no more flyctl calls are
+    made: the record then says what was known.
     """
     recorder = Recorder(session, task, steps if steps is not None else [])
     if session.dry_run:
@@ -421,7 +422,10 @@ def recording(
             error = exc.message.splitlines()[0]
         raise
     finally:
-        _write(session, recorder, recorder.result or result, error, ask)
+        # A run refused before it changed anything (exit 2) is no event in
+        # production's history; one that deployed is recorded however it ended.
+        if result != "not started" or session.replaced:
+            _write(session, recorder, recorder.result or result, error, ask)
 
 
 def _write(

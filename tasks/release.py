@@ -10,7 +10,7 @@ from typing import Any
 from invoke import task
 
 from tasks import auth, deploy, flyctl, journal, preflight, secrets, smoke, ui, verify
-from tasks.errors import OctoError, task_boundary
+from tasks.errors import OctoError, UsageError, task_boundary
 from tasks.rollback import after_failure, interrupted_release, mode_of
 from tasks.session import Session, open_session
 
@@ -165,13 +165,20 @@ def release_apps(
 ) -> None:
     """Every step of a release; raise `StepFailed` at the first failure."""
     apps = session.settings.apps
-    # Missing smoke settings stop the release before it changes anything.
-    smoke_plan = None
+    # Missing smoke settings stop the release before it changes anything; a
+    # dry run still shows the rest of the plan, and says the release would stop.
+    smoke_plan, no_smoke = None, "--skip-smoke given"
     if not skip_smoke:
-        smoke_plan = smoke.prepare(
-            session,
-            next_command="set them, or release without: inv release --skip-smoke",
-        )
+        try:
+            smoke_plan = smoke.prepare(
+                session,
+                next_command="set them, or release without: inv release --skip-smoke",
+            )
+        except UsageError as exc:
+            if not session.dry_run:
+                raise
+            ui.warn("a real release would stop here, before deploying", exc.render())
+            no_smoke = "settings missing (see the warning above)"
     pipeline.run("preflight", lambda: preflight.check(session))
     if session.fly.available:
         pipeline.run("auth.check", lambda: auth.check_access(session))
@@ -207,7 +214,7 @@ def release_apps(
             evidence=lambda _, expected=expected: f"v{expected}" if expected else "",
         )
 
-    smoke.run_in_release(session, pipeline, smoke_plan)
+    smoke.run_in_release(session, pipeline, smoke_plan, why_not=no_smoke)
 
 
 def _deploy_evidence(record: deploy.DeployRecord) -> str:

@@ -210,10 +210,12 @@ def prepare(
 # --- the steps ---------------------------------------------------------------
 
 
-def run_in_release(session: Session, steps: Steps, plan: Plan | None) -> None:
-    """The smoke steps as the last steps of a release."""
+def run_in_release(
+    session: Session, steps: Steps, plan: Plan | None, *, why_not: str = ""
+) -> None:
+    """The smoke steps as the last steps of a release; WHY_NOT, without a plan."""
     if plan is None:
-        steps.skip("smoke", "--skip-smoke given")
+        steps.skip("smoke", why_not or "--skip-smoke given")
     elif session.dry_run:
         show_plan(plan)
         steps.skip("smoke", "dry run: the smoke test writes to production")

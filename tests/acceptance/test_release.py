@@ -342,3 +342,21 @@ def test_auth_check_says_it_drops_an_empty_token_variable(inv):
     assert result.code == 0, result.output
     assert "FLY_ACCESS_TOKEN is set but empty" in result.stderr
     assert "Remove-Item Env:FLY_ACCESS_TOKEN" in result.stderr
+
+
+def test_dry_run_without_smoke_settings_still_plans_and_warns(inv, fly):
+    result = inv("release", "--dry-run", env={"INVOKE_OCTO_SMOKE_ENTITY_ID": ""})
+
+    assert result.code == 0, result.output
+    assert "a real release would stop here, before deploying" in result.stderr
+    assert "octo.smoke.entity_id" in result.stderr
+    assert "would run: flyctl deploy --app" in result.stderr
+    assert "deploy" not in fly.commands()
+
+
+def test_a_real_release_without_smoke_settings_stops_before_anything(inv, fly):
+    result = inv("release", "--yes", env={"INVOKE_OCTO_SMOKE_ENTITY_ID": ""})
+
+    assert result.code == 2
+    assert "octo.smoke.entity_id" in result.stderr
+    assert fly.calls() == []
