@@ -553,7 +553,10 @@ def _recheck_parity(session: Session, names: list[str]) -> None:
 
 
 def run_probes(settings: Settings, *, skip_db: bool) -> list[probes.Outcome]:
-    timeout = float(settings.extra.get("probe_timeout") or DEFAULT_PROBE_TIMEOUT)
+    try:
+        timeout = float(settings.extra.get("probe_timeout") or DEFAULT_PROBE_TIMEOUT)
+    except ValueError:
+        raise UsageError("octo.probe_timeout must be a number of seconds") from None
     outcomes = []
 
     db_url = settings.value(values.DB_URL)

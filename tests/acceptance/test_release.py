@@ -360,3 +360,11 @@ def test_a_real_release_without_smoke_settings_stops_before_anything(inv, fly):
     assert result.code == 2
     assert "octo.smoke.entity_id" in result.stderr
     assert fly.calls() == []
+
+
+def test_a_mistyped_number_setting_is_named_not_a_traceback(inv):
+    result = inv("verify.api", env={"INVOKE_OCTO_TIMEOUTS_HEALTH": "abc"})
+
+    assert result.code == 2
+    assert "octo.timeouts.health must be a number of seconds" in result.stderr
+    assert "Traceback" not in result.output
