@@ -478,9 +478,15 @@ def after_failure(
         return OctoError(f"{head}\n{cause}\n{remaining_work(session, stuck)}")
     recorder.result = "failed, rolled back"
     back = "".join(f"\n  {line}" for line in where_apps_stand(progress))
+    # A failed deploy's own next command is to deploy the previous image,
+    # which the rollback just did; what is left is the cause.
+    if failed.step.startswith("deploy."):
+        failed.error.next_command = ""
+    cause = "  " + failed.error.render().replace("\n", "\n  ")
     return OctoError(
         f"{head}; the apps it deployed are back on their previous images:"
-        f"{back}\nwhat failed:\n{cause}"
+        f"{back}\nwhat failed:\n{cause}",
+        next_command="fix the cause shown above, then `inv release` again",
     )
 
 

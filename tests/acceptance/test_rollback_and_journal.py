@@ -51,6 +51,7 @@ def test_release_failing_worker_verification_rolls_back_both_apps(inv, fly, proj
     assert images(fly, WORKER) == {before[WORKER]}
     assert "step verify.worker failed; the apps it deployed are back" in result.stderr
     assert f"{WORKER}: back on the image of v3 (v5), verified" in result.stderr
+    assert "next: fix the cause shown above, then `inv release` again" in result.stderr
     for step in ("verify.worker", "rollback.worker", "rollback.verify.api"):
         assert step in result.stdout
     record = journal(project)[-1]
@@ -286,3 +287,15 @@ def test_a_deploy_task_is_journaled_with_digests(inv, fly, project):
     assert len(entry["config_sha256"]) == 64
     digests = fly.state["apps"][API]["secrets"]
     assert entry["secret_digests"] == {n: s["digest"] for n, s in digests.items()}
+
+
+def test_after_rolling_back_a_failed_deploy_it_does_not_suggest_that_deploy(inv, fly):
+    fly.bad_build(WORKER, "crash_loop")
+
+    result = inv("release", "--yes")
+
+    assert result.code == 1, result.output
+    assert "step deploy.worker failed; the apps it deployed are back" in result.stderr
+    # Deploying the previous image is what the rollback just did.
+    assert "next: flyctl deploy" not in result.stderr
+    assert "next: fix the cause shown above, then `inv release` again" in result.stderr
