@@ -588,13 +588,19 @@ def check_keys(
         claims = key_claims(value)
         roles[name] = claims.get("role") if claims else _new_key_role(value)
     if roles.get(ANON_KEY) == "service_role" and roles.get(SERVICE_KEY) == "anon":
-        findings.append(
+        # Each name still gets its finding (so neither is sent), but with the
+        # one fix that applies, instead of "copy it again" twice plus this.
+        findings = [
+            f for f in findings if not f.reason.startswith("is a key with role")
+        ]
+        findings += [
             Finding(
-                ANON_KEY,
+                name,
                 "SUPABASE_ANON_KEY and SUPABASE_SERVICE_ROLE_KEY are swapped",
                 "exchange the two values in .env",
             )
-        )
+            for name in (ANON_KEY, SERVICE_KEY)
+        ]
     return findings
 
 

@@ -384,7 +384,7 @@ KEY_CASES = [
         "swapped",
         SERVICE,
         ANON,
-        {"SUPABASE_ANON_KEY": "swapped", "SUPABASE_SERVICE_ROLE_KEY": "'anon'"},
+        {"SUPABASE_ANON_KEY": "swapped", "SUPABASE_SERVICE_ROLE_KEY": "swapped"},
         {},
     ),
     ("anon-in-both", ANON, ANON, {"SUPABASE_SERVICE_ROLE_KEY": "role 'anon'"}, {}),

@@ -106,7 +106,7 @@ def test_validate_names_every_bad_value_with_its_fix_and_exits_1(inv, project):
     for name, reason in [
         ("SUPABASE_DB_URL", "raw space"),
         ("SUPABASE_ANON_KEY", "swapped"),
-        ("SUPABASE_SERVICE_ROLE_KEY", "role 'anon'"),
+        ("SUPABASE_SERVICE_ROLE_KEY", "swapped"),
         ("OPENAI_API_KEY", "admin key"),
         ("OPENAI_MODEL", "is not set"),
         ("WORKER_POLL_MS", "whole number"),
