@@ -438,5 +438,11 @@ def _scan(session: Session, yes: bool) -> Outcome:
 
 
 def _verify(session: Session, key: str) -> Outcome:
-    verify.verify_app(session, session.settings.app(key), None)
-    return Outcome(OK, "machines, health or polling")
+    app = session.settings.app(key)
+    verify.verify_app(session, app, None)
+    proofs = ["machines started"]
+    if app.health_url:
+        proofs.append("/health answers 200")
+    if app.poll_pattern:
+        proofs.append(f"{app.poll_pattern} in its logs")
+    return Outcome(OK, ", ".join(proofs))

@@ -558,6 +558,10 @@ def run_probes(settings: Settings, *, skip_db: bool) -> list[probes.Outcome]:
     except ValueError:
         raise UsageError("octo.probe_timeout must be a number of seconds") from None
     outcomes = []
+    # A value that fails validation is not tried: a malformed database URL
+    # sends a wrong password (repeated, the address gets banned), and an
+    # admin key has no business with the models endpoint.
+    invalid = {f.name for f in values.errors(validate_values(settings))}
 
     db_url = settings.value(values.DB_URL)
     if skip_db:
@@ -566,6 +570,8 @@ def run_probes(settings: Settings, *, skip_db: bool) -> list[probes.Outcome]:
         outcomes.append(
             probes.Outcome("database", probes.SKIPPED, f"{values.DB_URL} is not set")
         )
+    elif values.DB_URL in invalid:
+        outcomes.append(_invalid("database", values.DB_URL))
     else:
         outcomes.append(
             probes.probe_database(db_url, timeout=timeout, ipv6=probes.has_ipv6_route())
@@ -590,6 +596,8 @@ def run_probes(settings: Settings, *, skip_db: bool) -> list[probes.Outcome]:
             outcomes.append(
                 probes.Outcome("OpenAI", probes.SKIPPED, f"{missing} not set")
             )
+        elif values.OPENAI_KEY in invalid:
+            outcomes.append(_invalid("OpenAI", values.OPENAI_KEY))
         else:
             outcomes.append(probes.probe_openai(client, base_url, key, model.reveal()))
 
@@ -614,6 +622,15 @@ def run_probes(settings: Settings, *, skip_db: bool) -> list[probes.Outcome]:
                     )
                 )
     return outcomes
+
+
+def _invalid(subject: str, name: str) -> probes.Outcome:
+    return probes.Outcome(
+        subject,
+        probes.FAILED,
+        f"not tried: {name} fails validation",
+        fix="run `inv secrets.validate` and fix what it names first",
+    )
 
 
 def report_outcomes(outcomes: list[probes.Outcome]) -> list[str]:

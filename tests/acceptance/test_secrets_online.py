@@ -97,3 +97,15 @@ def test_secrets_test_skips_what_is_not_set(inv, project, services):
     assert "- OpenAI: OPENAI_API_KEY and OPENAI_MODEL not set" in result.stderr
     assert "- storage buckets:" in result.stderr
     assert services.requests == []
+
+
+def test_a_value_that_fails_validation_is_not_tried(inv, project, services):
+    admin_key = "sk-admin-" + "a" * 40 + "T3BlbkFJ" + "b" * 40
+    write_env(project, services, OPENAI_API_KEY=admin_key)
+
+    result = run_test(inv, services)
+
+    assert result.code == 1
+    assert "✗ OpenAI: not tried: OPENAI_API_KEY fails validation" in result.stderr
+    assert not [path for path, _ in services.requests if "/models" in path]
+    assert admin_key not in result.output
