@@ -206,14 +206,19 @@ def test_fix_stages_the_origin_on_the_api_redeploys_and_checks_again(
     assert json.loads(journal[-1])["task"] == "verify.cors"
 
 
-def test_fix_dry_run_warns_about_fly_only_origins_and_changes_nothing(
-    inv, cors_api, fly, project
-):
+def set_origins_only_on_fly(fly) -> None:
+    """The API holds OCTO_CORS_ORIGINS on Fly, and .env does not."""
     fly.update(
         lambda s: s["apps"][API]["secrets"].update(
             OCTO_CORS_ORIGINS={"digest": "0af1", "value": OLD, "updated": 1}
         )
     )
+
+
+def test_fix_dry_run_warns_about_fly_only_origins_and_changes_nothing(
+    inv, cors_api, fly, project
+):
+    set_origins_only_on_fly(fly)
 
     result = inv("verify.cors", "--fix", "--dry-run", env=settings(cors_api.url, APP))
 
@@ -232,11 +237,7 @@ def test_fix_dry_run_warns_about_fly_only_origins_and_changes_nothing(
 def test_fix_under_yes_refuses_to_replace_origins_only_fly_holds(
     inv, cors_api, fly, project
 ):
-    fly.update(
-        lambda s: s["apps"][API]["secrets"].update(
-            OCTO_CORS_ORIGINS={"digest": "0af1", "value": OLD, "updated": 1}
-        )
-    )
+    set_origins_only_on_fly(fly)
 
     result = inv("verify.cors", "--fix", "--yes", env=settings(cors_api.url, APP))
 
