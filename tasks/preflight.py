@@ -59,7 +59,11 @@ def check(session: Session) -> None:
     if problems:
         for problem in problems:
             ui.fail(problem)
-        raise UsageError(f"{len(problems)} prerequisite(s) missing (listed above)")
+        # Named again in the error: the doctor's table and a release's
+        # summary show only this message.
+        raise UsageError(
+            f"{len(problems)} prerequisite(s) missing: " + "; ".join(problems)
+        )
 
 
 def warn_empty_token_variables() -> None:

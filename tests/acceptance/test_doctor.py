@@ -278,3 +278,14 @@ def test_relogin_is_not_offered_when_a_token_variable_wins(inv, fly):
     assert "log in again" not in result.stderr
     assert "no fix to automate" in result.stderr
     assert SENTINEL_TOKEN not in result.output
+
+
+def test_a_broken_env_line_is_named_in_the_preflight_row(inv, project):
+    with (project / ".env").open("a", encoding="utf-8") as env:
+        env.write('BROKEN="never closed\n')
+
+    result, rows = doctor(inv)
+
+    assert result.code == 1
+    assert rows["preflight"]["result"] == "failed"
+    assert ".env line" in rows["preflight"]["diagnosis"]
