@@ -18,7 +18,7 @@ from invoke import task
 
 from tasks import checks, flyctl, ui
 from tasks import smoke_checks as judge
-from tasks.diagnose import diagnose
+from tasks.diagnose import Failure, diagnose, http_evidence
 from tasks.errors import OctoError, UsageError, task_boundary
 from tasks.session import Session, open_session
 from tasks.settings import AppSettings, Secret
@@ -248,7 +248,8 @@ def run_steps(session: Session, steps: Steps, plan: Plan) -> None:
         follow_redirects=False,
         headers={"User-Agent": USER_AGENT},
     ) as client:
-        api = Api(client, settings.api_url, plan.secrets)
+        http_app = next((a.name for a in session.settings.apps if a.health_url), "")
+        api = Api(client, settings.api_url, plan.secrets, app=http_app)
         login = steps.run(
             "smoke.login",
             lambda: sign_in(client, plan),
@@ -303,12 +304,20 @@ class Api:
     """The OCTO API with the smoke user's token in every request's header."""
 
     def __init__(
-        self, client: httpx.Client, base_url: str, secrets: tuple[Secret, ...]
+        self,
+        client: httpx.Client,
+        base_url: str,
+        secrets: tuple[Secret, ...],
+        *,
+        app: str = "",
     ) -> None:
         self.client = client
         self.base_url = base_url
         self.secrets = secrets
+        self.app = app
         self.token: Secret | None = None
+        # Catalogue entries the last failed answer matched (a proxy 502 ...).
+        self.diagnoses: tuple[Failure, ...] = ()
 
     def call(
         self, method: str, path: str, body: Any = None, *, timeout: float = 0
@@ -324,11 +333,20 @@ class Api:
             extra["timeout"] = httpx.Timeout(
                 timeout, connect=min(timeout, CONNECT_SECONDS)
             )
+        self.diagnoses = ()
         try:
             response = self.client.request(
                 method, self.base_url + path, json=body, headers=headers, **extra
             )
             answer = judge.read_answer(response.status_code, response.text)
+            if answer.problem:
+                evidence = http_evidence(
+                    response.status_code,
+                    response.headers.multi_items(),
+                    response.text,
+                    request=(method, path, ()),
+                )
+                self.diagnoses = diagnose(evidence, "http", app=self.app)
         except httpx.TimeoutException:
             answer = judge.Answer(0, {}, "no answer in time")
         except httpx.HTTPError as exc:
@@ -348,12 +366,15 @@ def _finish(
     evidence: str = "",
     *,
     next_command: str = "",
+    diagnoses: tuple[Failure, ...] = (),
 ) -> None:
     """The outcome line of a step, with its duration; raise on a problem."""
     took = f"{time.monotonic() - started:.1f} s"
     if problem:
         ui.fail(subject, f"{problem} ({took})")
-        raise OctoError(f"{subject}: {problem}", next_command=next_command)
+        raise OctoError(
+            f"{subject}: {problem}", next_command=next_command, diagnoses=diagnoses
+        )
     ui.ok(subject, f"{evidence} ({took})" if evidence else took)
 
 
@@ -395,7 +416,13 @@ def list_modules(api: Api) -> int:
     ui.step(f"Listing modules (GET {api.base_url}/modules)")
     started = time.monotonic()
     count, problem = judge.count_modules(api.call("GET", "/modules"))
-    _finish("GET /modules", started, problem, f"{count} module(s)")
+    _finish(
+        "GET /modules",
+        started,
+        problem,
+        f"{count} module(s)",
+        diagnoses=api.diagnoses,
+    )
     if count == 0:
         ui.warn("the smoke user sees no modules", "check its workspace membership")
     return count
@@ -409,7 +436,13 @@ def create_record(api: Api, plan: Plan) -> str:
     record_id, problem = judge.record_id_of(
         api.call("POST", path, dict(plan.settings.record))
     )
-    _finish(f"POST {path}", started, problem, f"record {record_id}")
+    _finish(
+        f"POST {path}",
+        started,
+        problem,
+        f"record {record_id}",
+        diagnoses=api.diagnoses,
+    )
     _remember(plan, record_id)
     return record_id
 
@@ -437,6 +470,7 @@ def update_record(api: Api, plan: Plan, record_id: str, source: str) -> str:
         started,
         answer.problem,
         f"record {record_id} updated",
+        diagnoses=api.diagnoses,
     )
     return record_id
 
@@ -456,6 +490,7 @@ def generate(api: Api, plan: Plan, record_id: str) -> judge.Job:
         started,
         problem,
         f"job {job.id} {job.status}" if job else "",
+        diagnoses=api.diagnoses,
     )
     return job
 

@@ -70,6 +70,8 @@ class SmokeHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         if isinstance(answer, dict) and answer.get("error_code"):
             self.send_header("x-sb-error-code", answer["error_code"])
+        for name, value in self.server.extra_headers:
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
 
@@ -104,6 +106,8 @@ class SmokeServer(ThreadingHTTPServer):
         self.fly = fly
         self.job_mode = "succeed"
         self.failures: dict[str, tuple[int, Any]] = {}
+        # Headers added to every answer, e.g. those of Fly's proxy.
+        self.extra_headers: list[tuple[str, str]] = []
         self.step_seconds = 0.15
         self.records: dict[str, dict] = {}
         self.jobs: dict[str, dict] = {}

@@ -286,3 +286,20 @@ def test_release_dry_run_plans_the_smoke_test(inv, fly, smoke_api, dotenv):
     assert summary_rows(result.stdout, "release summary")["smoke"] == "skipped"
     assert "would run: POST {SUPABASE_URL}/auth/v1/token" in result.stderr
     assert smoke_api.requests == []
+
+
+def test_a_502_from_flys_proxy_is_diagnosed_as_the_app_not_answering(
+    inv, fly, smoke_api, dotenv
+):
+    smoke_api.extra_headers = [
+        ("Server", "Fly/0e1f (2026-08-20)"),
+        ("Via", "1.1 fly.io"),
+    ]
+    smoke_api.failures["GET /modules"] = (502, "")
+
+    result = inv("smoke", env=dotenv)
+
+    assert result.code == 1, result.output
+    assert "step smoke.modules failed" in result.stderr
+    assert "diagnosis: Fly's proxy answered 502/503/504 itself" in result.stderr
+    assert "inv verify.api" in result.stderr
