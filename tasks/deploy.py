@@ -142,6 +142,19 @@ def deploy_app(session: Session, app: AppSettings, *, image: str = "") -> Deploy
     return DeployRecord(app, before, after)
 
 
+def apply_staged_secrets(session: Session, app: AppSettings) -> None:
+    """Restart APP's machines with its staged secrets, on the image it runs.
+
+    A secret change is no code change: `flyctl secrets deploy` keeps the
+    running image and config, where `flyctl deploy` would build this
+    folder's code and release it too.
+    """
+    ui.step(f"Applying the staged secrets on {app.label}")
+    if session.fly.available and not session.dry_run:
+        session.replaced.setdefault(app.key, current_release(session, app))
+    session.fly.change(flyctl.secrets_deploy(app.name), app=app.name)
+
+
 def _relative(path: Path, session: Session) -> Path:
     """The config path as the operator would type it from the repository root."""
     try:

@@ -194,11 +194,16 @@ def show_plan(session: Session, name: str, apps: list[AppSettings]) -> None:
             session.fly.display(flyctl.secrets_import(app.name, stage=True))
             + " < (the new value on stdin)"
         )
-    if _kept_in_env_file(session, name):
-        show(f"replace {name} in {session.settings.env_file.name}")
     for app in apps:
-        show(f"deploy {app.name} with {app.config.name} (applies the staged value)")
+        show(
+            session.fly.display(flyctl.secrets_deploy(app.name))
+            + " (restarts it on its running image with the staged value)"
+        )
         show(f"verify {app.label}")
+    if _kept_in_env_file(session, name):
+        show(
+            f"replace {name} in {session.settings.env_file.name}, once all are verified"
+        )
 
 
 def stage_everywhere(
@@ -266,13 +271,8 @@ def _kept_in_env_file(session: Session, name: str) -> bool:
 
 
 def redeploy(session: Session, pipeline: Pipeline, app: AppSettings) -> None:
-    record = pipeline.run(
-        f"deploy.{app.key}",
-        lambda: deploy.deploy_app(session, app),
-        evidence=lambda r: f"v{r.after.version}" if r.after else "",
-    )
-    expected = record.after.version if record.after else None
+    """Apply the staged value on APP's running image, then verify APP."""
+    pipeline.run(f"apply.{app.key}", lambda: deploy.apply_staged_secrets(session, app))
     pipeline.run(
-        f"verify.{app.key}",
-        lambda: verify_module.verify_app(session, app, expected),
+        f"verify.{app.key}", lambda: verify_module.verify_app(session, app, None)
     )

@@ -616,7 +616,8 @@ def fix_origins(
             ui.skip(f"{app.label} already held this {name}")
 
     if not session.dry_run and not ui.confirm(
-        f"Redeploy {app.name} now so that it applies {name}?", yes=yes
+        f"Restart {app.name} on its running image now so that it applies {name}?",
+        yes=yes,
     ):
         ui.skip(
             f"{app.name} not redeployed",
@@ -624,6 +625,6 @@ def fix_origins(
         )
         return False
     with journal.recording(session, "verify.cors"):
-        record = deploy.deploy_app(session, app)
-        verify_app(session, app, record.after.version if record.after else None)
+        deploy.apply_staged_secrets(session, app)
+        verify_app(session, app, None)
     return not session.dry_run

@@ -236,8 +236,9 @@ def test_missing_origin_is_added_and_the_api_redeployed_with_fix(
     assert "✓ verify.cors: ok after the fix" in result.stderr
     assert fly.secret_value(API, "OCTO_CORS_ORIGINS") == APP
     assert f"OCTO_CORS_ORIGINS='{APP}'" in (project / ".env").read_text()
-    deploys = [c for c in fly.calls() if c["command"] == "deploy"]
-    assert [c["argv"][c["argv"].index("--app") + 1] for c in deploys] == [API]
+    restarts = [c for c in fly.calls() if c["command"] == "secrets deploy"]
+    assert [c["argv"][c["argv"].index("--app") + 1] for c in restarts] == [API]
+    assert "deploy" not in fly.commands()
 
 
 def test_a_committed_secret_is_found_and_rotation_is_the_fix(inv, project):

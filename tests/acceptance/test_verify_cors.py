@@ -199,8 +199,9 @@ def test_fix_stages_the_origin_on_the_api_redeploys_and_checks_again(
     assert not any(expected in arg for c in fly.calls() for arg in c["argv"])
     assert fly.secret_value(API, "OCTO_CORS_ORIGINS") == expected
     assert fly.secret_value(WORKER, "OCTO_CORS_ORIGINS") is None
-    deploys = [c for c in fly.calls() if c["command"] == "deploy"]
-    assert [c["argv"][c["argv"].index("--app") + 1] for c in deploys] == [API]
+    restarts = [c for c in fly.calls() if c["command"] == "secrets deploy"]
+    assert [c["argv"][c["argv"].index("--app") + 1] for c in restarts] == [API]
+    assert "deploy" not in fly.commands()  # a secret change builds nothing
     assert lines_about(result, APP, "✗") and lines_about(result, APP, "✓")
     journal = (project / ".octo" / "journal.jsonl").read_text().splitlines()
     assert json.loads(journal[-1])["task"] == "verify.cors"
@@ -227,11 +228,11 @@ def test_fix_dry_run_warns_about_fly_only_origins_and_changes_nothing(
     assert "origins set only on Fly are lost" in result.stderr
     assert f"✓ new OCTO_CORS_ORIGINS: {APP}" in result.stderr
     assert "would run: flyctl secrets import" in result.stderr
-    assert "would run: flyctl deploy" in result.stderr
+    assert "would run: flyctl secrets deploy --app" in result.stderr
     assert "dry run: nothing was changed" in result.stderr
     assert "next: inv verify.cors --fix" in result.stderr
     assert not (project / ".env").exists()
-    assert {"secrets import", "deploy"}.isdisjoint(fly.commands())
+    assert {"secrets import", "secrets deploy", "deploy"}.isdisjoint(fly.commands())
 
 
 def test_fix_under_yes_refuses_to_replace_origins_only_fly_holds(
@@ -245,7 +246,7 @@ def test_fix_under_yes_refuses_to_replace_origins_only_fly_holds(
     assert "refusing to replace OCTO_CORS_ORIGINS" in result.stderr
     assert fly.secret_value(API, "OCTO_CORS_ORIGINS") == OLD
     assert not (project / ".env").exists()
-    assert {"secrets import", "deploy"}.isdisjoint(fly.commands())
+    assert {"secrets import", "secrets deploy", "deploy"}.isdisjoint(fly.commands())
 
 
 def test_fix_without_a_terminal_or_yes_exits_2_before_any_request(inv, cors_api):
