@@ -97,8 +97,8 @@ def rotate_secret(session: Session, name: str, *, yes: bool) -> None:
 
     pipeline = Pipeline(session, title="rotation summary")
     with journal.recording(session, "security.rotate", pipeline.results):
+        stage_everywhere(session, pipeline, name, apps, old, new)
         try:
-            stage_everywhere(session, pipeline, name, apps, old, new)
             for app in apps:
                 redeploy(session, pipeline, app)
         except StepFailed as failed:
@@ -106,8 +106,12 @@ def rotate_secret(session: Session, name: str, *, yes: bool) -> None:
             # The step's own next command (e.g. redeploying the old image)
             # would leave the new value staged; this one says what to do.
             failed.error.next_command = ""
+            stand = "".join(
+                f"\n  {line}" for line in where_apps_stand(pipeline, name, apps)
+            )
             raise OctoError(
-                f"step {failed.step} failed: {failed.error.render()}",
+                f"step {failed.step} failed: {failed.error.render()}\nwhere the "
+                f"apps stand:{stand}",
                 next_command=_after_failure(session, name),
             ) from None
         # Only now: until every app runs the new value, .env keeps the old
@@ -116,6 +120,29 @@ def rotate_secret(session: Session, name: str, *, yes: bool) -> None:
     pipeline.summary()
     ui.ok(f"{name} rotated", f"{', '.join(a.name for a in apps)} verified on it")
     ui.detail(f"now revoke the old value: {guidance.revoke}")
+
+
+def where_apps_stand(
+    pipeline: Pipeline, name: str, apps: list[AppSettings]
+) -> list[str]:
+    """One line per app: which value it runs, from the steps' results."""
+    results = {r.step: r.result for r in pipeline.results}
+    lines = []
+    for app in apps:
+        applied = results.get(f"apply.{app.key}")
+        if results.get(f"verify.{app.key}") == "ok":
+            state = f"runs the new {name}, verified"
+        elif results.get(f"verify.{app.key}") == "failed":
+            state = f"runs the new {name}, but its verification failed"
+        elif applied == "failed":
+            state = (
+                f"restarting with the new {name} failed part way: its machines may "
+                "run either value"
+            )
+        else:
+            state = f"runs the old {name}; the new one is staged, not applied"
+        lines.append(f"{app.name}: {state}")
+    return lines
 
 
 def _after_failure(session: Session, name: str) -> str:
@@ -216,40 +243,67 @@ def stage_everywhere(
 ) -> None:
     """Stage NEW on every app, or put back OLD on those staged when one fails."""
     staged: list[AppSettings] = []
+    # Digests before anything changed, to tell whether the put-back restored
+    # exactly what each app held.
+    before: dict[str, str] = {}
     for app in apps:
+        before[app.key] = journal.current_digests(session, app).get(name, "")
         try:
             pipeline.run(
                 f"stage.{app.key}",
                 lambda app=app: secrets.stage_values(session, app, {name: new}),
                 evidence=lambda changed: "changed" if changed else "unchanged",
             )
-        except StepFailed:
-            _restore(session, name, staged, old)
-            raise
+        except StepFailed as failed:
+            pipeline.summary()
+            failed.error.next_command = ""
+            raise OctoError(
+                f"step {failed.step} failed: {failed.error.render()}",
+                next_command=_restore(session, name, staged, old, before),
+            ) from None
         staged.append(app)
 
 
 def _restore(
-    session: Session, name: str, staged: list[AppSettings], old: Secret | None
-) -> None:
-    """Stage OLD again where NEW was staged.
+    session: Session,
+    name: str,
+    staged: list[AppSettings],
+    old: Secret | None,
+    before: dict[str, str],
+) -> str:
+    """Stage OLD again where NEW was staged; return what to do next.
 
-    NOTE: "old" is the value .env (or the environment) holds: Fly never
-    shows a value back, so a production value that had drifted from .env
-    is replaced by .env's.
+    "Old" is the value .env (or the environment) holds: Fly never shows a
+    value back, so when production had drifted from .env, the put-back
+    stages .env's value, and the digests say so.
     """
+    again = f"fix the cause, then run `inv security.rotate {name}` again"
     if not staged:
-        return
+        return f"nothing was changed on any app; {again}"
+    names = ", ".join(a.name for a in staged)
     if old is None:
-        ui.warn(
-            f"{name} stays staged on {', '.join(a.name for a in staged)}",
-            "the old value is not in .env to put back; it applies at the next deploy",
+        return (
+            f"the new {name} stays staged on {names} (no old value in .env to put "
+            f"back) and applies at their next deploy; {again}"
         )
-        return
+    drifted = []
     for app in staged:
         ui.step(f"Putting the old {name} back on {app.name}")
         secrets.stage_values(session, app, {name: old})
-    ui.ok(f"{name} unchanged", f"the old value is staged again on {len(staged)} app(s)")
+        if journal.current_digests(session, app).get(name, "") != before[app.key]:
+            drifted.append(app.name)
+    if drifted:
+        ui.warn(
+            f"{', '.join(drifted)} now have .env's old {name} staged",
+            "it differs from the value they ran before (see `inv secrets.check`); "
+            "it applies at their next deploy",
+        )
+    else:
+        ui.ok(f"{name} unchanged", f"{names} hold exactly the old value again")
+    return (
+        f"no app runs or holds the new {name}; keep the old one (do not revoke "
+        f"it); {again}"
+    )
 
 
 def remember(session: Session, name: str, new: Secret) -> None:

@@ -164,6 +164,11 @@ def test_a_failed_staging_puts_the_old_value_back(inv, fly, project):
     assert result.code == 1
     assert "step stage.worker failed" in result.stderr
     assert fly.secret_value(API, "OPENAI_API_KEY") == OPENAI_KEY
+    # .env held another value than the API ran; the put-back says so.
+    assert f"{API} now have .env's old OPENAI_API_KEY staged" in result.stderr
+    assert "no app runs or holds the new OPENAI_API_KEY" in result.stderr
+    assert "run `inv security.rotate OPENAI_API_KEY` again" in result.stderr
+    assert "`inv release`" not in result.stderr
     assert restarts(fly) == []
     assert NEW_OPENAI_KEY not in (project / ".env").read_text(encoding="utf-8")
 
@@ -181,6 +186,12 @@ def test_a_failed_verification_says_not_to_revoke_the_old_value_yet(
     assert result.code == 1
     assert "do not revoke the old value yet" in result.stderr
     assert "now revoke" not in result.stderr
+    assert f"{API}: runs the new OPENAI_API_KEY, but its verification failed" in (
+        result.stderr
+    )
+    assert f"{WORKER}: runs the old OPENAI_API_KEY; the new one is staged" in (
+        result.stderr
+    )
     # .env keeps the old value, the way back, until every app runs the new one.
     env = (project / ".env").read_text(encoding="utf-8")
     assert OPENAI_KEY in env and NEW_OPENAI_KEY not in env
