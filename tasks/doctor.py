@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,12 +23,10 @@ from tasks import (
 )
 from tasks.diagnose import Failure, diagnose
 from tasks.errors import FlyctlMissing, OctoError, UsageError, task_boundary
-from tasks.runner import TOKEN_VARIABLES, empty_token_variables
+from tasks.runner import TOKEN_FAILURES, TOKEN_VARIABLES, empty_token_variables
 from tasks.session import Session, open_session
 
 OK, FAILED, WARNING, SKIPPED = "ok", "failed", "warning", "skipped"
-# Catalogue entries a fresh browser login cures.
-LOGIN_FAILURES = frozenset({"not-logged-in", "not-authorized", "unauthenticated"})
 
 
 @dataclass(frozen=True)
@@ -91,9 +90,9 @@ def doctor(c, fix=False, yes=False, json=False):
                 "--json cannot go with --fix: a fix streams flyctl's output on "
                 "standard output; run `inv doctor --fix`, then `inv doctor --json`"
             )
+        session = open_session(c)
         if fix and not yes:
             ui.require_terminal("doctor --fix asks before each fix")
-        session = open_session(c)
         rows = run_checks(session, all_checks(session), yes=yes)
         if fix:
             if not json:
@@ -309,7 +308,7 @@ def _auth(session: Session, yes: bool) -> Outcome:
         outcome = failed_outcome(exc)
         if isinstance(exc, auth.AppsUnreachable):
             outcome.unreachable = tuple(exc.apps)
-        if LOGIN_FAILURES & set(outcome.failure_ids):
+        if TOKEN_FAILURES & set(outcome.failure_ids):
             outcome.automated = _relogin_fix(session)
         return outcome
     return Outcome(OK, f"{len(statuses)} app(s) reachable")
@@ -323,7 +322,12 @@ def _relogin_fix(session: Session) -> Fix | None:
         return None
 
     def relogin() -> None:
-        ui.require_terminal("flyctl auth login opens a browser and asks on a terminal")
+        if not sys.stdin or not sys.stdin.isatty():
+            # --yes cannot stand in for a person at a browser.
+            raise UsageError(
+                "flyctl auth login needs a terminal and a browser: run "
+                "`flyctl auth login` yourself, or set FLY_API_TOKEN (CI)"
+            )
         if not ui.confirm("Log out of Fly.io and log in again?", yes=False):
             raise OctoError("not confirmed; the login is unchanged")
         session.fly.interactive(["auth", "logout"])

@@ -103,9 +103,10 @@ def run(c, yes=False, dry_run=False, rollback="", skip_smoke=False):
     journal keeps the run.
     """
     with task_boundary("release"):
+        # First: refusing invoke's --dry says more than asking for a terminal.
+        session = open_session(c, dry_run=dry_run)
         if not dry_run and not yes:
             ui.require_terminal("release asks before deploying to production")
-        session = open_session(c, dry_run=dry_run)
         mode = mode_of(session.settings.extra, rollback)
         pipeline = Pipeline(session)
         with journal.recording(session, "release", pipeline.results) as recorder:

@@ -8,6 +8,7 @@ input only, never in its arguments.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -23,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from tasks import flyctl
-from tasks.diagnose import diagnose
+from tasks.diagnose import Failure, diagnose
 from tasks.errors import FlyctlError, FlyctlMissing, FlyctlTimeout, OctoError
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ INSTALL_HINT = (
     "terminal; or set octo.flyctl in invoke.yaml to its full path"
 )
 TOKEN_VARIABLES = ("FLY_ACCESS_TOKEN", "FLY_API_TOKEN")
+# Catalogue entries about a rejected or missing credential.
+TOKEN_FAILURES = frozenset({"not-logged-in", "not-authorized", "unauthenticated"})
 WINDOWS = sys.platform == "win32"
 # How often a stream waiting for lines looks at its stop event.
 STOP_CHECK_SECONDS = 0.2
@@ -295,7 +298,27 @@ class Flyctl:
             command=self.display(args),
             exit_code=code,
             stderr_tail=last_error_lines(stderr),
-            diagnoses=diagnose(stderr, "flyctl", app=app),
+            diagnoses=self._for_token(diagnose(stderr, "flyctl", app=app), app),
+        )
+
+    def _for_token(self, diagnoses: tuple[Failure, ...], app: str) -> tuple:
+        """Login fixes, rewritten when a token variable is what flyctl used.
+
+        flyctl prefers FLY_ACCESS_TOKEN/FLY_API_TOKEN to the login, so with
+        one set, logging in again changes nothing: the token is the fix.
+        """
+        variable = next((n for n in TOKEN_VARIABLES if self.env.get(n)), "")
+        if not variable:
+            return diagnoses
+        target = f"--app {app}" if app else "--app <app>"
+        fix = (
+            f"{variable} is set, so flyctl uses that token, not your login: replace "
+            f"it with a fresh one (`flyctl tokens create deploy {target}`, or an org "
+            f"token for several apps), or remove the variable to use your login"
+        )
+        return tuple(
+            dataclasses.replace(d, fix=fix) if d.id in TOKEN_FAILURES else d
+            for d in diagnoses
         )
 
 

@@ -266,7 +266,7 @@ def test_relogin_is_offered_but_needs_a_terminal(inv, fly):
 
     assert result.code == 1
     assert "Fix for auth.check: log out of Fly.io and log in again" in result.stderr
-    assert "standard input is not a terminal" in result.stderr
+    assert "flyctl auth login needs a terminal and a browser" in result.stderr
     assert "auth logout" not in fly.commands()
 
 

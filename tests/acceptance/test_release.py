@@ -3,6 +3,7 @@
 import os
 import sys
 
+import pytest
 from conftest import API, SENTINEL_TOKEN, WORKER
 
 STEPS = [
@@ -292,8 +293,9 @@ if sys.platform == "win32":  # pragma: no cover - the double's wrapper is POSIX-
     pytestmark = pytest.mark.skip("the flyctl double's wrapper script is POSIX-only")
 
 
-def test_invokes_own_dry_switch_is_refused_with_exit_2(inv, fly):
-    result = inv("--dry", "release", "--yes")
+@pytest.mark.parametrize("args", [["--yes"], []], ids=["yes", "no-terminal"])
+def test_invokes_own_dry_switch_is_refused_with_exit_2(inv, fly, args):
+    result = inv("--dry", "release", *args)
 
     assert result.code == 2
     assert "use the task's --dry-run option" in result.stderr
@@ -368,3 +370,14 @@ def test_a_mistyped_number_setting_is_named_not_a_traceback(inv):
     assert result.code == 2
     assert "octo.timeouts.health must be a number of seconds" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_a_rejected_token_variable_is_named_as_the_fix_not_a_login(inv, fly):
+    result = inv("auth.check", env={"FLY_API_TOKEN": "FlyV1 fm2_not-a-known-token"})
+
+    assert result.code == 1
+    assert "FLY_API_TOKEN is set, so flyctl uses that token, not your login" in (
+        result.stderr
+    )
+    assert "flyctl auth logout" not in result.stderr
+    assert "fm2_not-a-known-token" not in result.output
