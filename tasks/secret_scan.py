@@ -277,8 +277,9 @@ class Finding:
             "kind": self.kind,
             "path": self.path,
             "line": self.line,
-            "commit": self.commit or None,
-            "in_history": self.in_history or None,
+            # Whether only history holds it, and the first commit that did.
+            "only_in_history": bool(self.commit),
+            "commit": self.commit or self.in_history or None,
             "rotate": self.rotate or None,
             "fingerprint": self.fingerprint,
         }
@@ -462,7 +463,7 @@ def ignore_problems(
             problems.append(
                 IgnoreProblem(
                     path,
-                    f"not git-ignored, yet it holds {rule.holds}",
+                    f"not git-ignored, and it is where {rule.holds} go",
                     f"add the line `{rule.line}` to .gitignore",
                 )
             )

@@ -183,6 +183,9 @@ def test_json_lists_the_findings_without_values(repo):
     ]
     assert report["findings"][4]["rotate"] == "OPENAI_API_KEY"
     assert all(f["fingerprint"].startswith("sha256:") for f in report["findings"])
+    # Still in the tree, and committed: not only in history, with its commit.
+    assert {f["only_in_history"] for f in report["findings"]} == {False}
+    assert all(f["commit"] for f in report["findings"])
     assert report["ignore_problems"] == []
     assert report["scanned"] == {"files": 4, "commits": 2}
     assert "Zq" not in result.output
