@@ -158,7 +158,8 @@ def load_settings(raw: Any) -> tuple[CorsSettings | None, list[str], list[str]]:
         raw_timeout = raw.get("timeout")
         timeout = DEFAULT_TIMEOUT if raw_timeout in (None, "") else float(raw_timeout)
     except (TypeError, ValueError):
-        timeout = 0.0
+        problems.append("octo.cors.timeout must be a number of seconds")
+        timeout = DEFAULT_TIMEOUT
     if timeout <= 0:
         problems.append("octo.cors.timeout must be more than 0 seconds")
     app = str(raw.get("app") or "api")

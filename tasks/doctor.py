@@ -25,6 +25,7 @@ from tasks.diagnose import Failure, diagnose
 from tasks.errors import FlyctlMissing, OctoError, UsageError, task_boundary
 from tasks.runner import TOKEN_FAILURES, TOKEN_VARIABLES, empty_token_variables
 from tasks.session import Session, open_session
+from tasks.settings import AppSettings
 
 OK, FAILED, WARNING, SKIPPED = "ok", "failed", "warning", "skipped"
 
@@ -343,6 +344,20 @@ def _secret_names(session: Session, yes: bool) -> Outcome:
     problems += secrets.report_parity(session, entries_by_app)
     secrets.report_drift(session, entries_by_app)
     if not problems:
+        staged = sorted(
+            {
+                name
+                for app in session.settings.apps
+                for name in _not_deployed(entries_by_app[app.key], app)
+            }
+        )
+        if staged:
+            # Present, but the apps do not run them until their next deploy.
+            return Outcome(
+                WARNING,
+                f"staged, not deployed: {', '.join(staged)}",
+                fix="inv release (or inv deploy.<app>) applies staged secrets",
+            )
         return Outcome(OK, "required names present, shared values alike")
 
     wrong = set(_mismatched(session, entries_by_app))
@@ -369,6 +384,15 @@ def _secret_names(session: Session, yes: bool) -> Outcome:
             lambda: secrets.push_values(session, in_env, now=False, yes=yes),
         )
     return outcome
+
+
+def _not_deployed(
+    entries: list[checks.SecretEntry], app: AppSettings
+) -> tuple[str, ...]:
+    names = checks.compare_secret_names(
+        entries, app.required_secrets, app.optional_secrets
+    )
+    return names.staged + names.partial
 
 
 def _mismatched(

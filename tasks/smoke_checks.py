@@ -102,7 +102,8 @@ def load_settings(
         try:
             seconds[name] = float(override or raw.get(name) or 0)
         except (TypeError, ValueError):
-            seconds[name] = 0.0
+            problems.append(f"octo.smoke.{name} must be a number of seconds")
+            continue
         if seconds[name] <= 0:
             problems.append(f"octo.smoke.{name} must be more than 0 seconds")
     if problems:

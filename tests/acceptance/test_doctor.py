@@ -140,7 +140,9 @@ def test_missing_secret_is_staged_from_env_with_fix(inv, fly, good_env):
     result = inv("doctor", "--fix", "--yes")
 
     assert result.code == 0, result.output
-    assert "✓ secrets.check: ok after the fix" in result.stderr
+    # Staged: present, but applied at the next deploy, which the row says.
+    assert "✓ secrets.check: warning after the fix" in result.stderr
+    assert "staged, not deployed: WORKER_BATCH" in result.stdout
     assert fly.secret_value(WORKER, "WORKER_BATCH") == "5"
     imports = [c for c in fly.calls() if c["command"] == "secrets import"]
     assert [c["argv"][c["argv"].index("--app") + 1] for c in imports] == [WORKER]
