@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tasks import db, deploy, flyctl, journal, probes, secrets, settings, ui, values
-from tasks import verify as verify_module
+from tasks import db, deploy, flyctl, journal, probes, secrets, ui, values, verify
 from tasks.errors import OctoError, UsageError
 from tasks.release import Pipeline, StepFailed
 from tasks.session import Session
-from tasks.settings import AppSettings, Secret
+from tasks.settings import AppSettings, Secret, read_env_file
 
 OPENAI_KEYS_PAGE = "https://platform.openai.com/api-keys"
 
@@ -67,8 +66,9 @@ GENERIC = Guidance(
 
 def rotate_secret(session: Session, name: str, *, yes: bool) -> None:
     """Take, validate, stage, deploy, verify and record a new value for NAME."""
-    settings_ = session.settings
-    apps = [settings_.app(k) for k in secrets.targets(settings_.apps, [name])]
+    apps = [
+        session.settings.app(k) for k in secrets.targets(session.settings.apps, [name])
+    ]
     if not apps:
         raise UsageError(
             f"no app uses {name}; rotate one of the names under "
@@ -76,7 +76,7 @@ def rotate_secret(session: Session, name: str, *, yes: bool) -> None:
         )
     guidance = GUIDANCE.get(name, GENERIC)
     ui.step(f"Rotating {name} on {', '.join(a.name for a in apps)}")
-    old = settings_.value(name)
+    old = session.settings.value(name)
     if name == values.DB_URL:
         # Before the operator resets the password (which breaks the apps'
         # new connections), make sure the URL can be rebuilt around a new one.
@@ -90,7 +90,7 @@ def rotate_secret(session: Session, name: str, *, yes: bool) -> None:
         return
     if not ui.confirm(
         f"Stage the new {name} on {', '.join(a.name for a in apps)}, then "
-        "deploy and verify them?",
+        "restart them on their running images and verify them?",
         yes=yes,
     ):
         raise OctoError(f"not confirmed; {name} is unchanged everywhere")
@@ -100,11 +100,11 @@ def rotate_secret(session: Session, name: str, *, yes: bool) -> None:
         stage_everywhere(session, pipeline, name, apps, old, new)
         try:
             for app in apps:
-                redeploy(session, pipeline, app)
+                apply_and_verify(session, pipeline, app)
         except StepFailed as failed:
             pipeline.summary()
-            # The step's own next command (e.g. redeploying the old image)
-            # would leave the new value staged; this one says what to do.
+            # The step's own next command (e.g. read the logs) is in the
+            # diagnosis; what is left to decide is going on or going back.
             failed.error.next_command = ""
             stand = "".join(
                 f"\n  {line}" for line in where_apps_stand(pipeline, name, apps)
@@ -202,10 +202,7 @@ def check_new_value(
             f"refusing the new {name}: it does not pass validation (listed above); "
             "nothing was changed"
         )
-    try:
-        flyctl.render_import({name: new.reveal()})
-    except flyctl.UnsendableValue as exc:
-        raise OctoError(f"cannot send the new {name}: {exc}") from None
+    secrets.check_sendable({name: new})
     ui.ok(f"new {name}", "valid")
 
 
@@ -320,13 +317,11 @@ def remember(session: Session, name: str, new: Secret) -> None:
 
 
 def _kept_in_env_file(session: Session, name: str) -> bool:
-    in_file, _ = settings.read_env_file(session.settings.env_file)
+    in_file, _ = read_env_file(session.settings.env_file)
     return name in in_file
 
 
-def redeploy(session: Session, pipeline: Pipeline, app: AppSettings) -> None:
+def apply_and_verify(session: Session, pipeline: Pipeline, app: AppSettings) -> None:
     """Apply the staged value on APP's running image, then verify APP."""
     pipeline.run(f"apply.{app.key}", lambda: deploy.apply_staged_secrets(session, app))
-    pipeline.run(
-        f"verify.{app.key}", lambda: verify_module.verify_app(session, app, None)
-    )
+    pipeline.run(f"verify.{app.key}", lambda: verify.verify_app(session, app, None))

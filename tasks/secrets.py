@@ -383,7 +383,7 @@ def push_values(session: Session, names: list[str], *, now: bool, yes: bool) -> 
             next_command="fix .env, then `inv secrets.validate`",
         )
     chosen = {n: settings.value(n) for n in names}
-    _check_sendable(chosen)
+    check_sendable(chosen)
 
     plan = targets(settings.apps, names)
     record = digests.Record(settings.state_dir)
@@ -448,7 +448,8 @@ def report_findings_for(findings: list[values.Finding]) -> None:
         ui.detail(f"fix: {finding.fix}")
 
 
-def _check_sendable(chosen: Mapping[str, Secret]) -> None:
+def check_sendable(chosen: Mapping[str, Secret]) -> None:
+    """Refuse values flyctl's import could not carry, before anything is sent."""
     try:
         flyctl.render_import({n: v.reveal() for n, v in chosen.items()})
     except flyctl.UnsendableValue as exc:
