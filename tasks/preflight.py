@@ -41,12 +41,17 @@ def check(session: Session) -> None:
     else:
         ui.ok("working folder", str(PROJECT_ROOT))
 
+    # A missing flyctl is raised last, so the other prerequisites are still
+    # checked and shown: the operator fixes everything in one go.
+    missing = None
     try:
         _check_flyctl(session)
     except FlyctlMissing as exc:
-        if not session.dry_run:
-            raise
-        ui.warn("flyctl", f"{exc.message}; the plan below is still shown")
+        if session.dry_run:
+            ui.warn("flyctl", f"{exc.message}; the plan below is still shown")
+        else:
+            ui.fail("flyctl", exc.message)
+            missing = exc
 
     for app in session.settings.apps:
         problems += _check_config(app.config, app.name, http=bool(app.health_url))
@@ -56,9 +61,13 @@ def check(session: Session) -> None:
 
     warn_empty_token_variables()
 
+    for problem in problems:
+        ui.fail(problem)
+    if missing is not None:
+        if problems:
+            missing.message += f"; also {'; '.join(problems)}"
+        raise missing
     if problems:
-        for problem in problems:
-            ui.fail(problem)
         # Named again in the error: the doctor's table and a release's
         # summary show only this message.
         raise UsageError(

@@ -381,3 +381,16 @@ def test_a_rejected_token_variable_is_named_as_the_fix_not_a_login(inv, fly):
     )
     assert "flyctl auth logout" not in result.stderr
     assert "fm2_not-a-known-token" not in result.output
+
+
+def test_without_flyctl_preflight_still_checks_the_config_files(inv, project):
+    (project / "fly.worker.toml").unlink()
+
+    result = inv("preflight", env={"PATH": "/nonexistent"})
+
+    assert result.code == 2
+    assert "install flyctl" in result.stderr
+    assert (
+        "fly.worker.toml (Fly config of octodrop-platform-worker) does not exist"
+        in (result.stderr)
+    )
